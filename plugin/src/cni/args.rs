@@ -1,0 +1,172 @@
+//! The CNI_* environment a runtime sets for each call.
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Status,
+    Gc,
+    Version,
+}
+
+impl Command {
+    pub fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "STATUS" => Command::Status,
+            "GC" => Command::Gc,
+            "VERSION" => Command::Version,
+            other => {
+                return Err(Error::Env {
+                    var: "CNI_COMMAND",
+                    msg: format!(
+                        "unknown command \"{other}\"; use ADD, DEL, CHECK, STATUS, GC or VERSION"
+                    ),
+                })
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+            Command::Version => "VERSION",
+        }
+    }
+}
+
+/// The environment of one call. Which variables are required depends on the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub command: Command,
+    pub container_id: String,
+    /// Empty when the runtime gave none (allowed for DEL).
+    pub netns: String,
+    pub ifname: String,
+    /// CNI_ARGS, passed on to IPAM.
+    pub args: String,
+    /// CNI_PATH, split on ':'.
+    pub path: Vec<String>,
+}
+
+impl Args {
+    /// Read from any lookup function (the process environment in `main`, a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let command = Command::parse(&get("CNI_COMMAND").ok_or(Error::Env {
+            var: "CNI_COMMAND",
+            msg: "not set".into(),
+        })?)?;
+        let needs_attachment = matches!(command, Command::Add | Command::Del | Command::Check);
+        let required = |var: &'static str, needed: bool| -> Result<String> {
+            match get(var).filter(|v| !v.is_empty()) {
+                Some(v) => Ok(v),
+                None if needed => Err(Error::Env {
+                    var,
+                    msg: format!("not set; {} needs it", command.as_str()),
+                }),
+                None => Ok(String::new()),
+            }
+        };
+        let container_id = required("CNI_CONTAINERID", needs_attachment)?;
+        let netns = required(
+            "CNI_NETNS",
+            matches!(command, Command::Add | Command::Check),
+        )?;
+        let ifname = required("CNI_IFNAME", needs_attachment)?;
+        if needs_attachment {
+            crate::config::check_ifname("CNI_IFNAME", &ifname).map_err(|e| Error::Env {
+                var: "CNI_IFNAME",
+                msg: e.to_string(),
+            })?;
+        }
+        let path = get("CNI_PATH")
+            .unwrap_or_default()
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(Args {
+            command,
+            container_id,
+            netns,
+            ifname,
+            args: get("CNI_ARGS").unwrap_or_default(),
+            path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn args(pairs: &[(&str, &str)]) -> Result<Args> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Args::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn add_needs_container_netns_and_ifname() {
+        let e = args(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c")]).expect_err("missing");
+        assert_eq!(
+            e.to_string(),
+            "invalid environment: CNI_NETNS: not set; ADD needs it"
+        );
+        assert_eq!(e.code(), crate::cni::error::Code::InvalidEnvironment);
+    }
+
+    #[test]
+    fn del_accepts_an_empty_netns() {
+        let a = args(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "bond0"),
+            ("CNI_PATH", "/opt/cni/bin:/usr/lib/cni"),
+        ])
+        .expect("ok");
+        assert_eq!(a.netns, "");
+        assert_eq!(a.path, vec!["/opt/cni/bin", "/usr/lib/cni"]);
+    }
+
+    #[test]
+    fn version_needs_nothing_else() {
+        assert_eq!(
+            args(&[("CNI_COMMAND", "VERSION")]).expect("ok").command,
+            Command::Version
+        );
+    }
+
+    #[test]
+    fn unknown_command_is_refused() {
+        assert!(args(&[("CNI_COMMAND", "UP")])
+            .expect_err("bad")
+            .to_string()
+            .contains("unknown command \"UP\""));
+        assert!(args(&[]).is_err());
+    }
+
+    #[test]
+    fn bad_ifname_is_refused() {
+        let e = args(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_NETNS", "/x"),
+            ("CNI_IFNAME", "a/b"),
+        ])
+        .expect_err("bad");
+        assert_eq!(e.code(), crate::cni::error::Code::InvalidEnvironment);
+    }
+}

@@ -1,0 +1,31 @@
+//! Logging: stdout is the CNI protocol, so logs go to `logFile` or stderr, never stdout.
+
+use std::fs::OpenOptions;
+use std::sync::Mutex;
+
+use tracing::Level;
+
+pub fn parse_level(text: &str) -> Option<Level> {
+    match text.to_ascii_lowercase().as_str() {
+        "error" | "panic" => Some(Level::ERROR),
+        "warn" | "warning" => Some(Level::WARN),
+        "info" => Some(Level::INFO),
+        "debug" | "verbose" => Some(Level::DEBUG),
+        "trace" => Some(Level::TRACE),
+        _ => None,
+    }
+}
+
+/// Start logging at `level` (warn by default) to `file` (appended) or stderr.
+pub fn init(level: Option<&str>, file: Option<&str>) {
+    let level = level.and_then(parse_level).unwrap_or(Level::WARN);
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false);
+    let opened = file.and_then(|f| OpenOptions::new().create(true).append(true).open(f).ok());
+    let _ = match opened {
+        Some(f) => builder.with_writer(Mutex::new(f)).try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
