@@ -47,6 +47,7 @@ pub fn run(args: &Args, stdin: &[u8], timings: &mut Timings) -> Result<Option<Va
         return Ok(Some(version::version_info()));
     }
     let conf = config::parse(stdin)?;
+    conf.cni_version.require_command(args.command)?;
     let span = tracing::info_span!(
         "bond",
         command = args.command.as_str(),

@@ -10,8 +10,7 @@ use crate::ipam::Ipam;
 use crate::net::{Net, Ns};
 
 pub fn check<N: Net, I: Ipam>(conf: &NetConf, args: &Args, net: &mut N, ipam: &I) -> Result<()> {
-    conf.cni_version
-        .require("CHECK", conf.cni_version.has_check(), "0.4.0")?;
+    conf.cni_version.require_command(Command::Check)?;
     let prev = conf
         .prev_result
         .as_ref()

@@ -9,8 +9,7 @@ use crate::ipam::Ipam;
 use crate::state;
 
 pub fn gc<I: Ipam>(conf: &NetConf, args: &Args, ipam: &I) -> Result<Vec<(String, String)>> {
-    conf.cni_version
-        .require("GC", conf.cni_version.has_status_and_gc(), "1.1.0")?;
+    conf.cni_version.require_command(Command::Gc)?;
     let valid = conf.valid_attachments.as_ref().ok_or_else(|| {
         Error::config(
             "cni.dev/valid-attachments",

@@ -43,8 +43,7 @@ pub fn kernel_release() -> String {
 }
 
 pub fn status<I: Ipam>(conf: &NetConf, args: &Args, ipam: &I) -> Result<()> {
-    conf.cni_version
-        .require("STATUS", conf.cni_version.has_status_and_gc(), "1.1.0")?;
+    conf.cni_version.require_command(Command::Status)?;
     bonding_available(
         Path::new("/sys"),
         Path::new("/lib/modules"),

@@ -63,6 +63,18 @@ impl Version {
         self >= Version::V110
     }
 
+    /// Refuse a command this version does not define (CHECK before 0.4.0, STATUS and GC
+    /// before 1.1.0).
+    pub fn require_command(self, command: crate::cni::args::Command) -> Result<()> {
+        use crate::cni::args::Command;
+        match command {
+            Command::Check => self.require("CHECK", self.has_check(), "0.4.0"),
+            Command::Status => self.require("STATUS", self.has_status_and_gc(), "1.1.0"),
+            Command::Gc => self.require("GC", self.has_status_and_gc(), "1.1.0"),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuse `verb` when this version does not define it.
     pub fn require(self, verb: &str, ok: bool, since: &str) -> Result<()> {
         if ok {
