@@ -389,3 +389,45 @@ fn netlink_backend_moves_renames_and_restores_links_across_namespaces() {
     assert_eq!((back.mtu, back.mac, back.up), (host.mtu, host.mac, true));
     assert!(net.elapsed.as_nanos() > 0, "time on netlink is accounted");
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "test_as_root"),
+    ignore = "needs root: --features test_as_root"
+)]
+fn concurrent_adds_on_shared_and_separate_host_links_never_lose_a_link() {
+    // Eight pods with their own links, and four more calls all racing for the first pod's
+    // links: the per-link lock serializes those, and every call ends with the links back.
+    let fixtures: Vec<Fixture> = (0..8)
+        .map(|i| Fixture::new(&format!("c{i}"), &[1500, 1500]))
+        .collect();
+    let before: Vec<_> = fixtures.iter().map(|f| f.view(None)).collect();
+    let results: Vec<(i32, Value)> = std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for f in &fixtures {
+            handles.push(s.spawn(|| f.plugin("ADD", &f.netns_path(), &f.config(""))));
+        }
+        for _ in 0..4 {
+            let f = &fixtures[0];
+            handles.push(s.spawn(|| f.plugin("ADD", &f.netns_path(), &f.config(""))));
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for (code, out) in &results {
+        if bonding_in_kernel() {
+            assert!(*code == 0 || out["code"] != 100, "{out}");
+        } else {
+            assert_eq!(*code, 1, "{out}");
+            assert_eq!(out["code"], 100, "every call reaches bond creation: {out}");
+        }
+    }
+    if !bonding_in_kernel() {
+        for (f, b) in fixtures.iter().zip(&before) {
+            assert_eq!(&f.view(None), b, "{}", f.netns);
+            assert_eq!(f.pod_link_names(), vec!["lo".to_string()]);
+        }
+    }
+}

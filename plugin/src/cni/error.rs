@@ -35,6 +35,8 @@ pub enum Code {
     LinkInUse,
     /// 104: a link named in `links` is not where the config says it is.
     LinkNotFound,
+    /// 199: the plugin hit a bug (a panic); the message says where.
+    Internal,
 }
 
 impl Code {
@@ -54,6 +56,7 @@ impl Code {
             Code::CheckFailed => 102,
             Code::LinkInUse => 103,
             Code::LinkNotFound => 104,
+            Code::Internal => 199,
         }
     }
 }

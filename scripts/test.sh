@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Every test tier, on a fresh machine of this project's kind. Installs what it needs (apt
+# packages included), then runs: formatting and lint checks, the pure tests, the network
+# namespace tier (root), the real-kernel tier under qemu, and the operator's tiers.
+#
+#   scripts/test.sh
+#
+# Each tier beyond the pure one sits behind a gate (a cargo feature or an environment
+# variable); this script opens every gate.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "system packages (iproute2 for the netns tier; qemu, busybox, CNI IPAM plugins and a guest kernel for the VM tier)"
+tests/vm/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --features bondnet-plugin/test_as_root -- -D warnings
+
+step "release build of the bond plugin (the VM tier runs it as a runtime would)"
+cargo build --release -p bondnet-plugin
+
+step "cargo test: every tier"
+BONDNET_VM=1 cargo test --workspace --features bondnet-plugin/test_as_root
