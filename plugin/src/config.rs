@@ -81,7 +81,6 @@ struct Raw {
     name: Option<String>,
     #[serde(rename = "type")]
     plugin_type: Option<String>,
-    #[allow(dead_code)]
     ifname: Option<String>,
     mode: Option<Lenient>,
     miimon: Option<Lenient>,
@@ -130,6 +129,8 @@ enum ArpTargets {
 pub struct NetConf {
     pub cni_version: Version,
     pub name: String,
+    /// Accepted for upstream configs; the bond is named by CNI_IFNAME.
+    pub ifname: Option<String>,
     pub bond: BondOptions,
     pub mtu: Option<u32>,
     pub links_in_container: bool,
@@ -293,11 +294,12 @@ pub fn parse(bytes: &[u8]) -> Result<NetConf> {
         }
     }
 
-    let mode_value = raw
+    // No mode is the kernel's default, balance-rr, as upstream gives it. An unknown mode is
+    // refused (upstream silently falls back to balance-rr).
+    let mode_text = raw
         .mode
         .as_ref()
-        .ok_or_else(|| Error::config("mode", format!("missing; use {}", BondMode::choices())))?;
-    let mode_text = mode_value.as_text();
+        .map_or_else(|| BondMode::BalanceRr.name().to_string(), Lenient::as_text);
     let mode = BondMode::parse(&mode_text).ok_or_else(|| {
         Error::config(
             "mode",
@@ -315,10 +317,13 @@ pub fn parse(bytes: &[u8]) -> Result<NetConf> {
         .into_iter()
         .map(|l| l.name)
         .collect();
-    if links.is_empty() {
+    if links.len() < 2 {
         return Err(Error::config(
             "links",
-            "missing or empty; list the ports, e.g. [{\"name\": \"net1\"}, {\"name\": \"net2\"}]",
+            format!(
+                "has {} port(s); a bond needs at least two, e.g. [{{\"name\": \"net1\"}}, {{\"name\": \"net2\"}}]",
+                links.len()
+            ),
         ));
     }
     for (i, l) in links.iter().enumerate() {
@@ -422,6 +427,7 @@ pub fn parse(bytes: &[u8]) -> Result<NetConf> {
     Ok(NetConf {
         cni_version,
         name,
+        ifname: raw.ifname.clone(),
         bond,
         mtu,
         links_in_container,
@@ -661,8 +667,9 @@ mod tests {
     }
 
     #[test]
-    fn missing_mode_is_refused() {
-        assert!(err(&format!("{{{BASE}}}")).starts_with("invalid config: mode: missing"));
+    fn missing_mode_is_balance_rr_as_upstream() {
+        let c = conf(&format!("{{{BASE}}}")).expect("no mode");
+        assert_eq!(c.bond.mode, BondMode::BalanceRr);
     }
 
     #[test]
@@ -744,12 +751,16 @@ mod tests {
 
     #[test]
     fn links_must_be_present_valid_and_distinct() {
-        assert!(
-            err(r#"{"cniVersion":"1.0.0","name":"n","mode":"balance-rr"}"#)
-                .starts_with("invalid config: links: missing or empty")
+        assert_eq!(
+            err(r#"{"cniVersion":"1.0.0","name":"n","mode":"balance-rr"}"#),
+            "invalid config: links: has 0 port(s); a bond needs at least two, e.g. [{\"name\": \"net1\"}, {\"name\": \"net2\"}]"
         );
+        assert!(err(
+            r#"{"cniVersion":"1.0.0","name":"n","mode":"balance-rr","links":[{"name":"a"}]}"#
+        )
+        .contains("has 1 port(s)"));
         assert!(err(r#"{"cniVersion":"1.0.0","name":"n","mode":"balance-rr","links":[{"name":"a"},{"name":"a"}]}"#).contains("links[1].name: \"a\" is listed twice"));
-        assert!(err(r#"{"cniVersion":"1.0.0","name":"n","mode":"balance-rr","links":[{"name":"averyveryverylongname"}]}"#).contains("links[0].name"));
+        assert!(err(r#"{"cniVersion":"1.0.0","name":"n","mode":"balance-rr","links":[{"name":"averyveryverylongname"},{"name":"b"}]}"#).contains("links[0].name"));
     }
 
     #[test]
@@ -767,7 +778,7 @@ mod tests {
     #[test]
     fn version_must_be_supported() {
         let e =
-            conf(r#"{"cniVersion":"0.2.0","name":"n","mode":"balance-rr","links":[{"name":"a"}]}"#)
+            conf(r#"{"cniVersion":"0.2.0","name":"n","mode":"balance-rr","links":[{"name":"a"},{"name":"b"}]}"#)
                 .expect_err("old");
         assert_eq!(e.code(), crate::cni::error::Code::IncompatibleVersion);
         assert!(e.to_string().contains("0.2.0"), "{e}");

@@ -56,6 +56,12 @@ pub fn run(args: &Args, stdin: &[u8], timings: &mut Timings) -> Result<Option<Va
         netns = %args.netns
     );
     let _enter = span.enter();
+    if let Some(name) = conf.ifname.as_deref().filter(|n| *n != args.ifname) {
+        tracing::warn!(
+            config_ifname = name,
+            "the config's ifname is ignored: the bond is named by CNI_IFNAME"
+        );
+    }
     let ipam = Delegate::default();
     let out = match args.command {
         Command::Add => {

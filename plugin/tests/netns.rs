@@ -317,7 +317,7 @@ fn del_moves_host_links_back_with_their_mtu_mac_and_state() {
     ignore = "needs root: --features test_as_root"
 )]
 fn del_succeeds_when_the_netns_is_gone_or_is_not_a_netns() {
-    let f = Fixture::new("dg", &[1500]);
+    let f = Fixture::new("dg", &[1500, 1500]);
     let (code, out) = f.plugin("DEL", "/var/run/netns/does-not-exist", &f.config(""));
     assert_eq!(code, 0, "{out}");
     let not_netns = f.dir.path().join("plain-file");
@@ -334,7 +334,7 @@ fn del_succeeds_when_the_netns_is_gone_or_is_not_a_netns() {
     ignore = "needs root: --features test_as_root"
 )]
 fn add_into_a_missing_netns_is_error_3_and_touches_nothing() {
-    let f = Fixture::new("mn", &[1500]);
+    let f = Fixture::new("mn", &[1500, 1500]);
     let before = f.view(None);
     let (code, out) = f.plugin("ADD", "/var/run/netns/does-not-exist", &f.config(""));
     assert_eq!(code, 1);

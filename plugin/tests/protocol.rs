@@ -51,7 +51,7 @@ fn broken_json_is_error_6() {
 fn invalid_config_is_error_7_in_the_configs_version() {
     let (code, out) = call(
         ADD,
-        r#"{"cniVersion":"0.3.1","name":"n","type":"bond","mode":"bogus","links":[{"name":"a"}]}"#,
+        r#"{"cniVersion":"0.3.1","name":"n","type":"bond","mode":"bogus","links":[{"name":"a"},{"name":"b"}]}"#,
     );
     assert_eq!(code, 1);
     assert_eq!(out["code"], 7);
@@ -66,7 +66,7 @@ fn invalid_config_is_error_7_in_the_configs_version() {
 fn unsupported_version_is_error_1() {
     let (code, out) = call(
         ADD,
-        r#"{"cniVersion":"0.1.0","name":"n","type":"bond","mode":"balance-rr","links":[{"name":"a"}]}"#,
+        r#"{"cniVersion":"0.1.0","name":"n","type":"bond","mode":"balance-rr","links":[{"name":"a"},{"name":"b"}]}"#,
     );
     assert_eq!(code, 1);
     assert_eq!(out["code"], 1);
@@ -92,12 +92,12 @@ fn check_before_0_4_0_and_status_before_1_1_0_are_error_1() {
     env[0] = ("CNI_COMMAND", "CHECK");
     let (_, out) = call(
         &env,
-        r#"{"cniVersion":"0.3.1","name":"n","type":"bond","mode":"balance-rr","links":[{"name":"a"}]}"#,
+        r#"{"cniVersion":"0.3.1","name":"n","type":"bond","mode":"balance-rr","links":[{"name":"a"},{"name":"b"}]}"#,
     );
     assert_eq!(out["code"], 1, "{out}");
     let (_, out) = call(
         &[("CNI_COMMAND", "STATUS")],
-        r#"{"cniVersion":"1.0.0","name":"n","type":"bond","mode":"balance-rr","links":[{"name":"a"}]}"#,
+        r#"{"cniVersion":"1.0.0","name":"n","type":"bond","mode":"balance-rr","links":[{"name":"a"},{"name":"b"}]}"#,
     );
     assert_eq!(out["code"], 1, "{out}");
 }
@@ -124,7 +124,7 @@ fn gc_forgets_only_its_own_networks_stale_attachments() {
         .expect("save");
     }
     let conf = format!(
-        r#"{{"cniVersion":"1.1.0","name":"n","type":"bond","mode":"balance-rr","links":[{{"name":"a"}}],"stateDir":"{d}",
+        r#"{{"cniVersion":"1.1.0","name":"n","type":"bond","mode":"balance-rr","links":[{{"name":"a"}},{{"name":"b"}}],"stateDir":"{d}",
         "cni.dev/valid-attachments":[{{"containerID":"keep","ifname":"bond0"}}]}}"#
     );
     let (code, out) = call(&[("CNI_COMMAND", "GC")], &conf);
