@@ -1,0 +1,56 @@
+//! Command-line types. `main.rs` parses these and dispatches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::keys;
+
+/// bondnet: pod-level bonding over SR-IOV VFs on distinct PFs, made declarative.
+#[derive(Debug, Parser)]
+#[command(name = "bondnet", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Offline dry run: print every object the controller would write for these inputs.
+    Plan(PlanArgs),
+    /// Print the CustomResourceDefinitions as multi-document YAML.
+    Crds,
+}
+
+/// Flags of `bondnet plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Multi-document YAML with BondNetworks (a `List` of them works too). Repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub networks: Vec<PathBuf>,
+
+    /// Multi-document YAML with BondNodeStates, and optionally Nodes for their labels.
+    #[arg(long = "nodes", required = true)]
+    pub nodes: Vec<PathBuf>,
+
+    /// The device-plugin ConfigMap the controller wrote last, to keep existing VF ranges.
+    #[arg(long = "previous")]
+    pub previous: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub device_plugin: DevicePluginArgs,
+}
+
+/// Where the device-plugin ConfigMap lives.
+#[derive(Debug, Clone, Args)]
+pub struct DevicePluginArgs {
+    /// Namespace of the SR-IOV device plugin's ConfigMap.
+    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_NAMESPACE", default_value = keys::DEVICE_PLUGIN_NAMESPACE)]
+    pub device_plugin_namespace: String,
+
+    /// Name of the SR-IOV device plugin's ConfigMap (one key per node).
+    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_CONFIGMAP", default_value = keys::DEVICE_PLUGIN_CONFIGMAP)]
+    pub device_plugin_configmap: String,
+}
