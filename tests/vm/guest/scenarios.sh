@@ -1,0 +1,563 @@
+# The real-kernel tier's scenarios. Each t_* function runs in a fresh subshell with lib.sh
+# sourced and the guest reset (no netns, no links but lo, no IPAM state); it asserts facts
+# read back from the kernel (mode, ports, addresses, MACs, pings), not just exit codes.
+# tier.sh holds the list that names them.
+
+NET=bondnet-vm     # the CNI network name (host-local keeps its state under it)
+SUBNET=10.10.0.0/24
+GW=10.10.0.1
+
+# bondconf OUT MODE LINKS_IN_CONTAINER "LINK..." [EXTRA_JSON]: a bond config with
+# host-local IPAM on $SUBNET; EXTRA_JSON is merged over it (recursively).
+bondconf() {
+    local extra=${5:-}
+    [ -n "$extra" ] || extra='{}'
+    jq -M -n --arg net "$NET" --arg mode "$2" --argjson lic "$3" --arg links "$4" \
+        --arg subnet "$SUBNET" --arg gw "$GW" --argjson extra "$extra" '
+        {cniVersion: "1.0.0", name: $net, type: "bond", mode: $mode, miimon: 100,
+         linksInContainer: $lic, links: ($links | split(" ") | map({name: .})),
+         ipam: {type: "host-local", subnet: $subnet, gateway: $gw,
+                rangeStart: "10.10.0.10", rangeEnd: "10.10.0.250"}} * $extra' >"$1" ||
+        fail "cannot write config $1"
+    note "config $1: $(cat "$1")"
+}
+
+# assert_bond POD BOND MODE "PORTS": the bond exists with MODE, exactly PORTS, all up.
+assert_bond() {
+    local kind m p
+    has_link "$1" "$2" || fail "no $2 in netns $1 after ADD"
+    kind=$(link_kind "$1" "$2")
+    [ "$kind" = bond ] || fail "$2 in $1 is a '$kind' link, not a bond"
+    m=$(bond_mode "$1" "$2")
+    [ "$m" = "$3" ] || fail "$2 has mode '$m', configured '$3'"
+    p=$(ports "$1" "$2")
+    [ "$p" = "$4" ] || fail "$2 has ports '$p', expected '$4'"
+    admin_up "$1" "$2" || fail "$2 is not up after ADD"
+    for l in $4; do
+        admin_up "$1" "$l" || fail "port $l of $2 is not up after ADD"
+        [ "$(port_kind "$1" "$l")" = bond_slave ] || fail "$l has no bond port details in ip -d link"
+    done
+}
+
+# assert_released POD BOND "PORTS": after DEL: no bond, each port present and free.
+assert_released() {
+    ! has_link "$1" "$2" || fail "$2 still exists in $1 after DEL"
+    for l in $3; do
+        has_link "$1" "$l" || fail "port $l is gone from $1 after DEL"
+        [ "$(controller "$1" "$l")" = "-" ] || fail "$l still has controller $(controller "$1" "$l") after DEL"
+    done
+}
+
+assert_ipam_empty() {
+    local n
+    n=$(ipam_allocs "$NET")
+    [ "$n" -eq 0 ] || fail "$1: host-local still holds $n address(es): $(ls "$IPAM_DIR/$NET")"
+}
+
+# --- scenarios --------------------------------------------------------------------------
+
+t_version() {
+    cni VERSION - "" /dev/null
+    expect_ok "VERSION"
+    for v in 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0; do
+        jout '.supportedVersions[]' | grep -qx "$v" || fail "VERSION does not list $v: $OUT"
+    done
+}
+
+# t_mode MODE: the bond is built with MODE over two VFs, carries the IPAM address and
+# passes traffic to the switch; DEL takes it all back.
+t_mode() {
+    local mode=$1 a
+    pair_pod p sw "$GW/24"
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" "$mode" true "net1 net2"
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD $mode"
+    assert_bond p bond0 "$mode" "net1 net2"
+    a=$(jout '.ips[0].address')
+    case "$a" in 10.10.0.*/24) ;; *) fail "ADD result has no address from $SUBNET: $OUT" ;; esac
+    [ "$(addrs p bond0)" = "$a" ] || fail "bond0 has addresses '$(addrs p bond0)', result says $a"
+    ping_ok p "$GW" || fail "no ping reply from the switch ($GW) over the $mode bond"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL $mode"
+    assert_released p bond0 "net1 net2"
+    same_snapshot p "$W/before" "after DEL"
+    assert_ipam_empty "after DEL"
+}
+
+# Active-backup with failOverMac 1 (active): slaves keep their own MACs, the bond takes the
+# active one's; traffic survives the active slave's switch port going down.
+t_failover() {
+    local act other bmac m1 m2 newact
+    pair_pod p sw "$GW/24"
+    m1=$(mac p net1)
+    m2=$(mac p net2)
+    bondconf "$W/c.json" active-backup true "net1 net2" '{"failOverMac": 1, "miimon": "100"}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 active-backup "net1 net2"
+    [ "$(bond_opt p bond0 fail_over_mac)" = active ] ||
+        fail "fail_over_mac is '$(bond_opt p bond0 fail_over_mac)', configured 1 (active)"
+    [ "$(mac p net1)" = "$m1" ] && [ "$(mac p net2)" = "$m2" ] ||
+        fail "failOverMac 1 must leave slave MACs alone: net1 $(mac p net1) (was $m1), net2 $(mac p net2) (was $m2)"
+    wait_for 5 sh -c "[ -n \"\$($IP netns exec p cat /proc/net/bonding/bond0 | sed -n 's/^Currently Active Slave: //p' | grep -v None)\" ]" ||
+        fail "no active slave: $(bonding_proc p bond0 | tr '\n' ';')"
+    act=$(active_port p bond0)
+    case "$act" in net1) other=net2 ;; net2) other=net1 ;; *) fail "active slave is '$act'" ;; esac
+    bmac=$(mac p bond0)
+    [ "$bmac" = "$(mac p "$act")" ] || fail "bond MAC $bmac is not the active slave's ($act $(mac p "$act"))"
+    ping_ok p "$GW" || fail "no ping reply before failover"
+    # The switch port of the active VF goes down: the VF loses carrier, miimon notices.
+    must $IP -n sw link set "pp${act#net}" down
+    wait_for 10 sh -c "$IP netns exec p cat /proc/net/bonding/bond0 | grep -qx 'Currently Active Slave: $other'" ||
+        fail "active slave did not move from $act to $other: $(bonding_proc p bond0 | tr '\n' ';')"
+    newact=$(active_port p bond0)
+    [ "$(mac p bond0)" = "$(mac p "$newact")" ] ||
+        fail "after failover bond MAC $(mac p bond0) is not the new active slave's ($newact $(mac p "$newact"))"
+    ping_ok p "$GW" || fail "no ping reply after failover to $newact"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+    [ "$(mac p net1)" = "$m1" ] && [ "$(mac p net2)" = "$m2" ] || fail "slave MACs changed by DEL"
+}
+
+# 802.3ad against a peer 802.3ad bond in the switch netns: one aggregator, both ports, the
+# partner is the peer bond.
+t_lacp() {
+    local pmac agg
+    pod p
+    pod sw
+    must $IP -n sw link add pb type bond mode 802.3ad miimon 100 lacp_rate fast
+    vf p net1 sw sw1
+    vf p net2 sw sw2
+    for l in sw1 sw2; do
+        must $IP -n sw link set "$l" down
+        must $IP -n sw link set "$l" master pb
+        must $IP -n sw link set "$l" up
+    done
+    must $IP -n sw addr add "$GW/24" dev pb
+    must $IP -n sw link set pb up
+    pmac=$(mac sw pb)
+    bondconf "$W/c.json" 802.3ad true "net1 net2" '{"lacpRate": "fast", "xmitHashPolicy": "layer3+4"}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD 802.3ad"
+    assert_bond p bond0 802.3ad "net1 net2"
+    [ "$(bond_opt p bond0 lacp_rate)" = fast ] || fail "lacp_rate is $(bond_opt p bond0 lacp_rate), configured fast"
+    [ "$(bond_opt p bond0 xmit_hash_policy)" = layer3+4 ] ||
+        fail "xmit_hash_policy is $(bond_opt p bond0 xmit_hash_policy), configured layer3+4"
+    wait_for 20 sh -c "$IP netns exec p cat /proc/net/bonding/bond0 | grep -A3 '^Active Aggregator Info' | grep -q 'Number of ports: 2'" ||
+        fail "no aggregator with 2 ports within 20 s: $(bonding_proc p bond0 | tr '\n' ';')"
+    bonding_proc p bond0 >"$W/proc"
+    cat "$W/proc" >>"$W/log"
+    grep -A6 '^Active Aggregator Info' "$W/proc" | grep -qi "Partner Mac Address: $pmac" ||
+        fail "the aggregator's partner is not the peer bond ($pmac)"
+    agg=$(sed -n 's/^Aggregator ID: //p' "$W/proc" | sort -u | tr '\n' ' ')
+    [ "$(echo $agg | wc -w)" -eq 1 ] || fail "ports are in different aggregators: $agg"
+    ping_ok p "$GW" || fail "no ping reply from the peer bond over LACP"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+    assert_ipam_empty "after DEL"
+}
+
+# Multus style: the VFs are already in the pod. The result lists bond and ports in the pod.
+t_lic_true() {
+    local ns_path="$NETNS_DIR/p" n
+    pair_pod p sw "$GW/24"
+    snapshot host >"$W/host.before"
+    bondconf "$W/c.json" balance-xor true "net1 net2"
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 balance-xor "net1 net2"
+    for l in bond0 net1 net2; do
+        n=$(jout --arg l "$l" --arg s "$ns_path" '[.interfaces[] | select(.name == $l and .sandbox == $s)] | length')
+        [ "$n" = 1 ] || fail "result does not list $l with sandbox $ns_path: $OUT"
+        [ "$(jout --arg l "$l" '.interfaces[] | select(.name == $l) | .mac' | tr A-F a-f)" = "$(mac p "$l")" ] ||
+            fail "result MAC of $l is not the live one ($(mac p "$l")): $OUT"
+    done
+    [ "$(jout '.interfaces[.ips[0].interface].name')" = bond0 ] || fail "result's IP does not point at bond0: $OUT"
+    same_snapshot host "$W/host.before" "linksInContainer true must not touch the host"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+}
+
+# linksInContainer false: host links move into the pod, and back under their names on DEL.
+t_lic_false() {
+    pod p
+    switch sw "$GW/24"
+    vf host hvf1 sw swp1 1500
+    vf host hvf2 sw swp2 1500
+    must $IP link set hvf1 up
+    snapshot host >"$W/host.before"
+    snapshot p >"$W/pod.before"
+    bondconf "$W/c.json" active-backup false "hvf1 hvf2" '{"failOverMac": 1}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    ! has_link host hvf1 && ! has_link host hvf2 || fail "the host links are still in the host netns after ADD"
+    assert_bond p bond0 active-backup "hvf1 hvf2"
+    ping_ok p "$GW" || fail "no ping reply over the moved links"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    ! has_link p bond0 || fail "bond0 still in the pod after DEL"
+    ! has_link p hvf1 && ! has_link p hvf2 || fail "links still in the pod after DEL"
+    same_snapshot host "$W/host.before" "host links back under their names, MAC, MTU, state"
+    same_snapshot p "$W/pod.before" "pod after DEL"
+    assert_ipam_empty "after DEL"
+}
+
+# linksInContainer false must refuse a host link that carries a host address.
+t_lic_false_refuses_addressed() {
+    pod p
+    switch sw
+    vf host hvf1 sw swp1
+    vf host hvf2 sw swp2
+    must $IP addr add 10.99.0.2/24 dev hvf1
+    must $IP link set hvf1 up
+    snapshot host >"$W/host.before"
+    bondconf "$W/c.json" active-backup false "hvf1 hvf2" '{"failOverMac": 1}'
+    cni ADD p bond0 "$W/c.json"
+    expect_err "ADD over a host link with an address"
+    err_text | grep -q hvf1 || fail "the error does not name hvf1: $OUT"
+    same_snapshot host "$W/host.before" "refused ADD"
+    ! has_link p bond0 || fail "a bond was left in the pod"
+    assert_ipam_empty "refused ADD"
+}
+
+# mtu set: the bond and its ports take it; DEL gives the ports their MTU back.
+t_mtu_set() {
+    pod p
+    switch sw "$GW/24"
+    vf p net1 sw pp1 9000
+    vf p net2 sw pp2 9000
+    must $IP -n sw link set br0 mtu 9000
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" balance-rr true "net1 net2" '{"mtu": 4000}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 balance-rr "net1 net2"
+    [ "$(mtu p bond0)" = 4000 ] || fail "bond0 MTU is $(mtu p bond0), configured 4000"
+    [ "$(mtu p net1)" = 4000 ] && [ "$(mtu p net2)" = 4000 ] ||
+        fail "ports have MTU $(mtu p net1)/$(mtu p net2), bond has 4000"
+    nsexec p ping -c 1 -W 2 -s 3900 "$GW" >>"$W/log" 2>&1 || ping_ok p "$GW" ||
+        fail "no ping reply through the MTU 4000 bond"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    same_snapshot p "$W/before" "ports back to MTU 9000"
+}
+
+# mtu omitted: the bond takes the smallest port MTU, never an assumed 1500.
+t_mtu_omitted() {
+    pod p
+    switch sw "$GW/24"
+    vf p net1 sw pp1 9000
+    vf p net2 sw pp2 1450
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" active-backup true "net1 net2"
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 active-backup "net1 net2"
+    [ "$(mtu p bond0)" = 1450 ] || fail "bond0 MTU is $(mtu p bond0), smallest port MTU is 1450"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    same_snapshot p "$W/before" "ports back to MTU 9000/1450"
+}
+
+# In balance-xor the kernel gives every port the bond's MAC; DEL restores each port's own
+# MAC, MTU and admin state (one up, one down before ADD).
+t_restore() {
+    pair_pod p sw "$GW/24"
+    must $IP -n p link set net1 address 02:11:22:33:44:01 mtu 1400
+    must $IP -n p link set net2 address 02:11:22:33:44:02 mtu 1500
+    must $IP -n p link set net1 up
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" balance-xor true "net1 net2" '{"mtu": 1300}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 balance-xor "net1 net2"
+    [ "$(mac p net1)" = "$(mac p bond0)" ] && [ "$(mac p net2)" = "$(mac p bond0)" ] ||
+        fail "balance-xor ports should share the bond MAC $(mac p bond0): $(mac p net1) $(mac p net2)"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    same_snapshot p "$W/before" "MACs, MTU and admin state restored"
+}
+
+t_del_twice() {
+    pair_pod p sw "$GW/24"
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" balance-alb true "net1 net2"
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 balance-alb "net1 net2"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "first DEL"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "second DEL"
+    same_snapshot p "$W/before" "after two DELs"
+    assert_ipam_empty "after two DELs"
+}
+
+# The pod's netns is deleted before DEL (true and false); DEL still succeeds and releases
+# the address. With an empty CNI_NETNS too.
+t_del_netns_gone() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" active-backup true "net1 net2"
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD (true)"
+    [ "$(ipam_allocs "$NET")" -eq 1 ] || fail "host-local holds $(ipam_allocs "$NET") addresses after ADD"
+    must $IP netns del p
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL with the netns gone (linksInContainer true)"
+    assert_ipam_empty "DEL with the netns gone"
+
+    pod q
+    vf host hvf1 sw sq1
+    vf host hvf2 sw sq2
+    bondconf "$W/f.json" active-backup false "hvf1 hvf2"
+    cni ADD q bond0 "$W/f.json"
+    expect_ok "ADD (false)"
+    must $IP netns del q
+    cni DEL q bond0 "$W/f.json"
+    expect_ok "DEL with the netns gone (linksInContainer false)"
+    assert_ipam_empty "DEL with the netns gone (false)"
+    cni DEL - bond0 "$W/f.json"
+    expect_ok "DEL with an empty CNI_NETNS"
+}
+
+t_check_good() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" active-backup true "net1 net2" '{"failOverMac": 1, "primary": "net2"}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    with_prev "$W/c.json" "$OUT" "$W/check.json"
+    cni CHECK p bond0 "$W/check.json"
+    expect_ok "CHECK on a good bond"
+    cni DEL p bond0 "$W/check.json"
+    expect_ok "DEL with prevResult"
+    assert_released p bond0 "net1 net2"
+}
+
+# A port is taken out of the bond behind the plugin's back: CHECK names it.
+t_check_removed() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" active-backup true "net1 net2" '{"failOverMac": 1}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    with_prev "$W/c.json" "$OUT" "$W/check.json"
+    must $IP -n p link set net2 nomaster
+    cni CHECK p bond0 "$W/check.json"
+    expect_err "CHECK after net2 left the bond"
+    err_text | grep -q net2 || fail "CHECK's error does not name net2: $OUT"
+    # And a mode changed behind its back: a different bond under the same name.
+    cni DEL p bond0 "$W/check.json"
+    expect_ok "DEL"
+    must $IP -n p link add bond0 type bond mode balance-rr
+    cni CHECK p bond0 "$W/check.json"
+    expect_err "CHECK on a balance-rr bond0 that should be active-backup"
+    err_text | grep -qi -e mode -e active-backup -e balance-rr || fail "CHECK's error does not mention the mode: $OUT"
+}
+
+# host-local from Debian's containernetworking-plugins: address, gateway route, ping.
+t_ipam_host_local() {
+    local a
+    pair_pod p sw "10.56.217.1/24"
+    cat >"$W/c.json" <<EOF
+{"cniVersion": "1.0.0", "name": "$NET", "type": "bond", "mode": "active-backup",
+ "failOverMac": 1, "linksInContainer": true, "miimon": "100",
+ "links": [{"name": "net1"}, {"name": "net2"}],
+ "ipam": {"type": "host-local", "subnet": "10.56.217.0/24", "gateway": "10.56.217.1",
+          "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.60.0.0/16", "gw": "10.56.217.254"}]}}
+EOF
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    a=$(jout '.ips[0].address')
+    case "$a" in 10.56.217.*/24) ;; *) fail "no 10.56.217.x/24 in the result: $OUT" ;; esac
+    [ "$(addrs p bond0)" = "$a" ] || fail "bond0 has '$(addrs p bond0)', result says $a"
+    [ "$(jout '.ips[0].gateway')" = 10.56.217.1 ] || fail "result gateway is not 10.56.217.1: $OUT"
+    ipn p route show default | grep -q 'via 10.56.217.1 dev bond0' ||
+        fail "no default route via 10.56.217.1 on bond0: $(ipn p route show | tr '\n' ';')"
+    ipn p route show 10.60.0.0/16 | grep -q 'via 10.56.217.254 dev bond0' ||
+        fail "no route to 10.60.0.0/16 via 10.56.217.254: $(ipn p route show | tr '\n' ';')"
+    [ "$(ipam_allocs "$NET")" -eq 1 ] || fail "host-local holds $(ipam_allocs "$NET") addresses"
+    grep -qx "${a%/*}" "$IPAM_DIR/$NET/last_reserved_ip.0" 2>/dev/null || [ -e "$IPAM_DIR/$NET/${a%/*}" ] ||
+        fail "host-local has no reservation for $a"
+    ping_ok p 10.56.217.1 || fail "no ping reply from the gateway"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_ipam_empty "after DEL"
+}
+
+# static IPAM: two addresses, a route and DNS from the IPAM config.
+t_ipam_static() {
+    pair_pod p sw "10.7.0.1/24"
+    cat >"$W/c.json" <<EOF
+{"cniVersion": "1.0.0", "name": "$NET", "type": "bond", "mode": "balance-tlb",
+ "linksInContainer": true, "miimon": 100, "links": [{"name": "net1"}, {"name": "net2"}],
+ "ipam": {"type": "static",
+          "addresses": [{"address": "10.7.0.5/24", "gateway": "10.7.0.1"},
+                        {"address": "fd00:7::5/64"}],
+          "routes": [{"dst": "10.70.0.0/16", "gw": "10.7.0.1"}],
+          "dns": {"nameservers": ["10.7.0.53"], "search": ["example.test"]}}}
+EOF
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 balance-tlb "net1 net2"
+    [ "$(addrs p bond0)" = "10.7.0.5/24 fd00:7::5/64" ] || fail "bond0 has '$(addrs p bond0)'"
+    ipn p route show 10.70.0.0/16 | grep -q 'via 10.7.0.1 dev bond0' ||
+        fail "no route to 10.70.0.0/16 via 10.7.0.1: $(ipn p route show | tr '\n' ';')"
+    [ "$(jout '.dns.nameservers[0]')" = 10.7.0.53 ] || fail "result has no DNS from IPAM: $OUT"
+    ping_ok p 10.7.0.1 || fail "no ping reply from 10.7.0.1"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+}
+
+# IPAM fails (no subnet): ADD fails with CNI error JSON and the pod is as before.
+t_rollback_ipam_config() {
+    pair_pod p sw "$GW/24"
+    must $IP -n p link set net2 up
+    snapshot p >"$W/before"
+    snapshot host >"$W/host.before"
+    cat >"$W/c.json" <<EOF
+{"cniVersion": "1.0.0", "name": "$NET", "type": "bond", "mode": "active-backup",
+ "linksInContainer": true, "miimon": "100", "links": [{"name": "net1"}, {"name": "net2"}],
+ "ipam": {"type": "host-local", "gateway": "10.10.0.1"}}
+EOF
+    cni ADD p bond0 "$W/c.json"
+    expect_err "ADD with an IPAM config host-local refuses"
+    same_snapshot p "$W/before" "failed ADD must leave the pod as it was"
+    same_snapshot host "$W/host.before" "failed ADD must leave the host as it was"
+}
+
+# IPAM fails (range exhausted) with linksInContainer false: the host links come back.
+t_rollback_ipam_exhausted() {
+    local one='{"ipam": {"rangeStart": "10.10.0.10", "rangeEnd": "10.10.0.10"}}'
+    pair_pod a sw "$GW/24"
+    bondconf "$W/a.json" active-backup true "net1 net2" "$one"
+    cni ADD a bond0 "$W/a.json" cid-a
+    expect_ok "ADD of the pod that takes the only address"
+    pod b
+    vf host hvf1 sw sb1
+    vf host hvf2 sw sb2
+    must $IP link set hvf2 mtu 1400
+    must $IP link set hvf2 up
+    snapshot host >"$W/host.before"
+    snapshot b >"$W/b.before"
+    bondconf "$W/b.json" balance-xor false "hvf1 hvf2" "$one"
+    cni ADD b bond0 "$W/b.json" cid-b
+    expect_err "ADD with the range exhausted"
+    same_snapshot host "$W/host.before" "host links back after the failed ADD"
+    same_snapshot b "$W/b.before" "pod b after the failed ADD"
+    [ "$(ipam_allocs "$NET")" -eq 1 ] || fail "host-local holds $(ipam_allocs "$NET") addresses, expected pod a's only"
+    cni DEL a bond0 "$W/a.json" cid-a
+    expect_ok "DEL a"
+}
+
+# An unknown mode: code 7 (invalid network config), nothing touched.
+t_bad_mode() {
+    pair_pod p sw
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" round-robin-please true "net1 net2"
+    cni ADD p bond0 "$W/c.json"
+    expect_err "ADD with mode round-robin-please" 7
+    err_text | grep -qi mode || fail "the error does not name the mode field: $OUT"
+    same_snapshot p "$W/before" "a refused config changes nothing"
+    assert_ipam_empty "a refused config allocates nothing"
+}
+
+# Sixteen pods added at once (Multus starts many), then deleted at once.
+t_concurrent() {
+    local i n ips
+    switch sw "$GW/24"
+    bondconf "$W/c.json" active-backup true "net1 net2" '{"failOverMac": 1}'
+    i=1
+    while [ $i -le 16 ]; do
+        pod "c$i"
+        vf "c$i" net1 sw "c${i}a"
+        vf "c$i" net2 sw "c${i}b"
+        i=$((i + 1))
+    done
+    note "== 16 ADDs at once"
+    i=1
+    while [ $i -le 16 ]; do
+        (CNI_COMMAND=ADD CNI_CONTAINERID="cid-c$i" CNI_NETNS="$NETNS_DIR/c$i" CNI_IFNAME=bond0 \
+            CNI_PATH=$CNI_BIN timeout 120 $BOND <"$W/c.json" >"$W/add$i.out" 2>"$W/add$i.err"
+        echo $? >"$W/add$i.rc") &
+        i=$((i + 1))
+    done
+    wait
+    i=1
+    while [ $i -le 16 ]; do
+        note "c$i: exit $(cat "$W/add$i.rc") $(cat "$W/add$i.out") $(head -c 500 "$W/add$i.err")"
+        [ "$(cat "$W/add$i.rc")" = 0 ] || fail "ADD c$i failed: exit $(cat "$W/add$i.rc"): $(cat "$W/add$i.out")"
+        assert_bond "c$i" bond0 active-backup "net1 net2"
+        jq -M -r '.ips[0].address' "$W/add$i.out" >>"$W/ips"
+        [ "$(addrs "c$i" bond0)" = "$(jq -M -r '.ips[0].address' "$W/add$i.out")" ] ||
+            fail "c$i bond0 has '$(addrs "c$i" bond0)', result says $(jq -M -r '.ips[0].address' "$W/add$i.out")"
+        i=$((i + 1))
+    done
+    ips=$(sort -u "$W/ips" | grep -c .)
+    [ "$ips" -eq 16 ] || fail "16 pods got $ips distinct addresses: $(tr '\n' ' ' <"$W/ips")"
+    ping_ok c16 "$GW" || fail "no ping reply from pod c16"
+    note "== 16 DELs at once"
+    i=1
+    while [ $i -le 16 ]; do
+        (CNI_COMMAND=DEL CNI_CONTAINERID="cid-c$i" CNI_NETNS="$NETNS_DIR/c$i" CNI_IFNAME=bond0 \
+            CNI_PATH=$CNI_BIN timeout 120 $BOND <"$W/c.json" >"$W/del$i.out" 2>"$W/del$i.err"
+        echo $? >"$W/del$i.rc") &
+        i=$((i + 1))
+    done
+    wait
+    i=1
+    while [ $i -le 16 ]; do
+        [ "$(cat "$W/del$i.rc")" = 0 ] || fail "DEL c$i failed: exit $(cat "$W/del$i.rc"): $(cat "$W/del$i.out")"
+        assert_released "c$i" bond0 "net1 net2"
+        i=$((i + 1))
+    done
+    n=$(ipam_allocs "$NET")
+    [ "$n" -eq 0 ] || fail "host-local still holds $n addresses after 16 DELs"
+}
+
+# The seed's SR-IOV failover NAD, byte for byte apart from the subnet's switch.
+t_seed_sriov_failover() {
+    pair_pod p sw "10.56.217.1/24"
+    seed_conf >"$W/c.json"
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD with the seed config"
+    [ "$(jout '.cniVersion')" = 0.3.1 ] || fail "result is not shaped for cniVersion 0.3.1: $OUT"
+    assert_bond p bond0 active-backup "net1 net2"
+    [ "$(bond_opt p bond0 miimon)" = 100 ] || fail "miimon is $(bond_opt p bond0 miimon), configured \"100\""
+    ping_ok p 10.56.217.1 || fail "no ping reply from the gateway"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+}
+
+# The bond NAD of the seed (shared/seeds/000): active-backup, failOverMac 1,
+# linksInContainer true, net1/net2, host-local.
+seed_conf() {
+    cat <<'EOF'
+{
+  "type": "bond",
+  "cniVersion": "0.3.1",
+  "name": "bond-net1",
+  "ifname": "bond0",
+  "mode": "active-backup",
+  "failOverMac": 1,
+  "linksInContainer": true,
+  "miimon": "100",
+  "links": [
+    {"name": "net1"},
+    {"name": "net2"}
+  ],
+  "ipam": {
+    "type": "host-local",
+    "subnet": "10.56.217.0/24",
+    "routes": [{
+      "dst": "0.0.0.0/0"
+    }],
+    "gateway": "10.56.217.1"
+  }
+}
+EOF
+}

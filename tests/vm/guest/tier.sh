@@ -1,0 +1,82 @@
+#!/bin/sh
+# Runs the real-kernel tier's scenarios (all, or those named as arguments), one at a time,
+# each in a subshell after a reset of the guest, and prints `SCENARIO <name> PASS` or
+# `SCENARIO <name> FAIL: <why>` (preceded by the scenario's log) for each.
+
+# name | function and arguments (scenarios.sh)
+SCENARIOS='
+version-lists-supported-versions|t_version
+mode-balance-rr|t_mode balance-rr
+mode-active-backup|t_mode active-backup
+mode-balance-xor|t_mode balance-xor
+mode-broadcast|t_mode broadcast
+mode-802.3ad|t_mode 802.3ad
+mode-balance-tlb|t_mode balance-tlb
+mode-balance-alb|t_mode balance-alb
+active-backup-failover-keeps-traffic|t_failover
+802.3ad-aggregates-with-peer-bond|t_lacp
+links-in-container-true|t_lic_true
+links-in-container-false-moves-links-and-back|t_lic_false
+links-in-container-false-refuses-addressed-host-link|t_lic_false_refuses_addressed
+mtu-set-applies-to-bond-and-ports|t_mtu_set
+mtu-omitted-takes-smallest-port-mtu|t_mtu_omitted
+del-restores-mac-mtu-admin-state|t_restore
+del-twice-succeeds|t_del_twice
+del-after-netns-gone-succeeds|t_del_netns_gone
+check-passes-on-good-bond|t_check_good
+check-catches-removed-port|t_check_removed
+ipam-host-local-address-and-routes|t_ipam_host_local
+ipam-static-addresses-routes-dns|t_ipam_static
+rollback-when-ipam-config-fails|t_rollback_ipam_config
+rollback-when-ipam-range-exhausted|t_rollback_ipam_exhausted
+bad-mode-is-code-7-and-changes-nothing|t_bad_mode
+sixteen-concurrent-adds|t_concurrent
+seed-sriov-failover-config|t_seed_sriov_failover
+'
+IP=/usr/sbin/ip
+
+# Back to a bare guest: no netns, no links but lo, no IPAM state.
+reset_guest() {
+    for ns in $($IP netns list 2>/dev/null | cut -d' ' -f1); do
+        $IP netns del "$ns" 2>/dev/null
+    done
+    for l in $($IP -o link show | awk '{ sub(/:$/, "", $2); sub(/@.*/, "", $2); print $2 }'); do
+        [ "$l" = lo ] || $IP link del "$l" 2>/dev/null
+    done
+    rm -rf /var/lib/cni/networks
+}
+
+uptime_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+
+echo "TIER-BEGIN $(echo "$SCENARIOS" | grep -c '|') scenarios"
+start=$(uptime_cs)
+echo "$SCENARIOS" | while IFS='|' read -r name fn; do
+    [ -n "$name" ] || continue
+    if [ $# -gt 0 ]; then
+        want=0
+        for a in "$@"; do [ "$a" = "$name" ] && want=1; done
+        [ $want -eq 1 ] || continue
+    fi
+    reset_guest
+    W="/tmp/w/$name"
+    rm -rf "$W"
+    mkdir -p "$W"
+    t0=$(uptime_cs)
+    # shellcheck disable=SC2086
+    (W="$W"; . /bondnet/lib.sh; . /bondnet/scenarios.sh; $fn) >>"$W/log" 2>&1 </dev/null
+    rc=$?
+    t1=$(uptime_cs)
+    secs="$(((t1 - t0) / 100)).$(((t1 - t0) % 100 / 10))"
+    if [ $rc -eq 0 ]; then
+        echo "SCENARIO $name PASS"
+        echo "  ($name: ${secs}s)"
+    else
+        why="$(cat "$W/why" 2>/dev/null)"
+        [ -n "$why" ] || why="exited $rc without a reason (see log)"
+        echo "--- log of $name (last 80 lines)"
+        tail -n 80 "$W/log" | sed 's/^/  | /'
+        echo "SCENARIO $name FAIL: $why"
+    fi
+done
+end=$(uptime_cs)
+echo "TIER-END $(((end - start) / 100))s"

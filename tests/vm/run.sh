@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Boots the real-kernel tier's guest under qemu (TCG) and runs the release `bond` binary in it.
+#
+#   tests/vm/run.sh              run every scenario (same as --tier)
+#   tests/vm/run.sh --tier [NAME...]   run the scenarios, or only the named ones
+#   tests/vm/run.sh --demo       the seed's SR-IOV failover bond NAD: ADD result + ip -d link
+#   tests/vm/run.sh --bench [N]  N ADD+DEL cycles (default 200) with a per-phase breakdown
+#   tests/vm/run.sh --shell      boot to an interactive guest shell (bond installed)
+#
+# Env: BONDNET_BOND_BIN (default target/release/bond, built if missing),
+#      BONDNET_VM_TIMEOUT (seconds, default 900), BONDNET_VM_SMP (default 2),
+#      BONDNET_VM_SKIP_INSTALL=1 (do not run install-deps.sh).
+# Exit status: 0 when the guest finished and, for --tier, every scenario passed.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+VM_DIR="${BONDNET_VM_DIR:-$ROOT/target/vm}"
+export BONDNET_VM_DIR="$VM_DIR"
+
+log() { echo "vm: $*" >&2; }
+die() { log "$*"; exit 2; }
+
+mode=tier
+args=()
+case "${1:-}" in
+    --tier) mode=tier; shift ;;
+    --demo) mode=demo; shift ;;
+    --bench) mode=bench; shift ;;
+    --shell) mode=shell; shift ;;
+    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --*) die "unknown option $1" ;;
+esac
+args=("$@")
+
+if [ "${BONDNET_VM_SKIP_INSTALL:-0}" != 1 ]; then
+    "$HERE/install-deps.sh" || die "install-deps.sh failed: cannot get qemu or the guest kernel"
+fi
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is not installed"
+eval "$("$HERE/build-image.sh")"
+[ -s "${KERNEL:-}" ] && [ -s "${BASE:-}" ] || die "build-image.sh produced no kernel/base image"
+
+cargo_release() {
+    log "cargo build --release $*"
+    (cd "$ROOT" && cargo build --release "$@") >&2 || die "cargo build --release $* failed"
+}
+
+BOND_BIN="${BONDNET_BOND_BIN:-$ROOT/target/release/bond}"
+if [ ! -x "$BOND_BIN" ]; then
+    [ -z "${BONDNET_BOND_BIN:-}" ] || die "BONDNET_BOND_BIN=$BONDNET_BOND_BIN is not an executable"
+    cargo_release -p bondnet-plugin
+fi
+[ -x "$BOND_BIN" ] || die "no bond binary at $BOND_BIN"
+
+BENCH_BIN=""
+if [ "$mode" = bench ]; then
+    cargo_release -p bondnet-tests --bin bond-bench
+    BENCH_BIN="$ROOT/target/release/bond-bench"
+fi
+
+# --- the per-run overlay: bond (+ libs), bond-bench, the guest scripts ------------------
+stage="$(mktemp -d "$VM_DIR/stage-overlay.XXXXXX")"
+initrd="$VM_DIR/initrd-run.$$.gz"
+trap 'rm -rf "$stage" "$initrd" "$initrd.overlay"' EXIT
+copy_with_libs() {
+    local bin="$1" dest="$2"
+    install -D -m 0755 "$bin" "$stage$dest"
+    { ldd "$bin" 2>/dev/null || true; } | awk '/=> \//{print $3}' | while read -r lib; do
+        install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
+    done
+}
+copy_with_libs "$BOND_BIN" /opt/cni/bin/bond
+[ -z "$BENCH_BIN" ] || copy_with_libs "$BENCH_BIN" /usr/bin/bond-bench
+mkdir -p "$stage/bondnet"
+cp "$HERE"/guest/*.sh "$stage/bondnet/"
+install -m 0755 "$HERE/guest/init" "$stage/bondnet/init"
+printf '%s\n' "${args[@]}" >"$stage/bondnet/args"
+echo "$mode" >"$stage/bondnet/mode"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 >"$initrd.overlay"
+cat "$BASE" "$initrd.overlay" >"$initrd"
+
+timeout_s="${BONDNET_VM_TIMEOUT:-900}"
+smp="${BONDNET_VM_SMP:-2}"
+qemu=(qemu-system-x86_64 -accel tcg,thread=multi -smp "$smp" -m 1536 -nographic -no-reboot
+      -nic none -kernel "$KERNEL" -initrd "$initrd"
+      -append "console=ttyS0 quiet loglevel=3 panic=-1 bondnet.mode=$mode")
+log "booting $(basename "$KERNEL") ($mode, smp $smp, timeout ${timeout_s}s)"
+
+if [ "$mode" = shell ]; then
+    exec "${qemu[@]}"
+fi
+
+out="$VM_DIR/last-$mode.log"
+set +e
+# qemu's serial console ends lines with CR LF; -serial on stdio keeps stdin out of it.
+timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$out"
+rc=("${PIPESTATUS[@]}")
+set -e
+if [ "${rc[0]}" -eq 124 ] || [ "${rc[0]}" -eq 137 ]; then
+    log "TIMEOUT: the guest did not finish within ${timeout_s}s (log: $out)"; exit 3
+fi
+grep -q '^BONDNET-DONE' "$out" || { log "the guest stopped before it finished (log: $out)"; exit 3; }
+if grep -q '^BONDNET-BOOT-FAIL' "$out"; then exit 3; fi
+if [ "$mode" = tier ]; then
+    pass=$(grep -c '^SCENARIO .* PASS$' "$out" || true)
+    fail=$(grep -c '^SCENARIO .* FAIL' "$out" || true)
+    echo "vm-tier: $pass passed, $fail failed"
+    [ "$fail" -eq 0 ] && [ "$pass" -gt 0 ] || exit 1
+fi
+exit 0
