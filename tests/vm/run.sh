@@ -9,7 +9,8 @@
 #
 # Env: BONDNET_BOND_BIN (default target/release/bond, built if missing),
 #      BONDNET_VM_TIMEOUT (seconds, default 900), BONDNET_VM_SMP (default 2),
-#      BONDNET_VM_SKIP_INSTALL=1 (do not run install-deps.sh).
+#      BONDNET_VM_SKIP_INSTALL=1 (do not run install-deps.sh),
+#      BONDNET_VM_VERBOSE=1 (print every scenario's log, not only the failed ones).
 # Exit status: 0 when the guest finished and, for --tier, every scenario passed.
 set -euo pipefail
 
@@ -76,6 +77,7 @@ cp "$HERE"/guest/*.sh "$stage/bondnet/"
 install -m 0755 "$HERE/guest/init" "$stage/bondnet/init"
 printf '%s\n' "${args[@]}" >"$stage/bondnet/args"
 echo "$mode" >"$stage/bondnet/mode"
+[ "${BONDNET_VM_VERBOSE:-0}" != 1 ] || touch "$stage/bondnet/verbose"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 >"$initrd.overlay"
 cat "$BASE" "$initrd.overlay" >"$initrd"
 
@@ -93,7 +95,9 @@ fi
 out="$VM_DIR/last-$mode.log"
 set +e
 # qemu's serial console ends lines with CR LF; -serial on stdio keeps stdin out of it.
-timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$out"
+# SeaBIOS writes its banner to the serial line too: keep it out of what is shown.
+timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' |
+    sed -u -e 's/^.*Booting from ROM\.\.//' -e '/SeaBIOS (version/d' -e '/reboot: Power down/d' | tee "$out"
 rc=("${PIPESTATUS[@]}")
 set -e
 if [ "${rc[0]}" -eq 124 ] || [ "${rc[0]}" -eq 137 ]; then

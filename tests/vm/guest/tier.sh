@@ -68,6 +68,10 @@ echo "$SCENARIOS" | while IFS='|' read -r name fn; do
     t1=$(uptime_cs)
     secs="$(((t1 - t0) / 100)).$(((t1 - t0) % 100 / 10))"
     if [ $rc -eq 0 ]; then
+        if [ -e /bondnet/verbose ]; then
+            echo "--- log of $name"
+            sed 's/^/  | /' "$W/log"
+        fi
         echo "SCENARIO $name PASS"
         echo "  ($name: ${secs}s)"
     else

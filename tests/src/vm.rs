@@ -1,0 +1,164 @@
+//! The real-kernel tier's host side: where its scripts live, which scenarios it must
+//! report, and how to read the guest's `SCENARIO <name> PASS|FAIL: <why>` lines.
+//!
+//! The guest half is shell (`tests/vm/guest/`): `tier.sh` lists the scenarios and runs
+//! them; [`SCENARIOS`] is the list the Rust test holds it to, so a scenario that silently
+//! stops running is a failure, not a smaller pass count.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every scenario the tier must report as passed, in the order `tier.sh` runs them.
+pub const SCENARIOS: &[&str] = &[
+    "version-lists-supported-versions",
+    "mode-balance-rr",
+    "mode-active-backup",
+    "mode-balance-xor",
+    "mode-broadcast",
+    "mode-802.3ad",
+    "mode-balance-tlb",
+    "mode-balance-alb",
+    "active-backup-failover-keeps-traffic",
+    "802.3ad-aggregates-with-peer-bond",
+    "links-in-container-true",
+    "links-in-container-false-moves-links-and-back",
+    "links-in-container-false-refuses-addressed-host-link",
+    "mtu-set-applies-to-bond-and-ports",
+    "mtu-omitted-takes-smallest-port-mtu",
+    "del-restores-mac-mtu-admin-state",
+    "del-twice-succeeds",
+    "del-after-netns-gone-succeeds",
+    "check-passes-on-good-bond",
+    "check-catches-removed-port",
+    "ipam-host-local-address-and-routes",
+    "ipam-static-addresses-routes-dns",
+    "rollback-when-ipam-config-fails",
+    "rollback-when-ipam-range-exhausted",
+    "bad-mode-is-code-7-and-changes-nothing",
+    "sixteen-concurrent-adds",
+    "seed-sriov-failover-config",
+];
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// `tests/vm/` in the workspace.
+pub fn vm_dir() -> PathBuf {
+    workspace_root().join("tests").join("vm")
+}
+
+/// How one scenario ended, as the guest reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail(String),
+}
+
+/// The scenario lines of a guest console log, by name. A name reported twice keeps its
+/// last outcome unless an earlier one failed (a failure is never overwritten).
+pub fn parse_report(console: &str) -> BTreeMap<String, Outcome> {
+    let mut out = BTreeMap::new();
+    for line in console.lines() {
+        let line = line.trim_end_matches('\r');
+        let Some(rest) = line.strip_prefix("SCENARIO ") else {
+            continue;
+        };
+        let Some((name, verdict)) = rest.split_once(' ') else {
+            continue;
+        };
+        let outcome = if verdict == "PASS" {
+            Outcome::Pass
+        } else if let Some(why) = verdict.strip_prefix("FAIL") {
+            Outcome::Fail(why.trim_start_matches(':').trim().to_string())
+        } else {
+            continue;
+        };
+        let keep_failure = matches!(out.get(name), Some(Outcome::Fail(_)));
+        if !keep_failure {
+            out.insert(name.to_string(), outcome);
+        }
+    }
+    out
+}
+
+/// What stands between a report and a green tier: each expected scenario that failed or
+/// never reported, one line each. Empty means every expected scenario passed.
+pub fn verdict(expected: &[&str], report: &BTreeMap<String, Outcome>) -> Vec<String> {
+    expected
+        .iter()
+        .filter_map(|name| match report.get(*name) {
+            Some(Outcome::Pass) => None,
+            Some(Outcome::Fail(why)) => Some(format!("{name}: FAIL: {why}")),
+            None => Some(format!("{name}: never reported (missing scenario)")),
+        })
+        .collect()
+}
+
+/// The scenario names `tier.sh` declares (its `name|function` lines), in order.
+pub fn declared_scenarios(tier_sh: &str) -> Vec<String> {
+    let Some(start) = tier_sh.find("SCENARIOS='") else {
+        return Vec::new();
+    };
+    let body = &tier_sh[start + "SCENARIOS='".len()..];
+    let body = body.split('\'').next().unwrap_or("");
+    body.lines()
+        .filter_map(|l| l.split_once('|').map(|(name, _)| name.trim().to_string()))
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_reads_pass_and_fail_lines_and_ignores_the_rest() {
+        let log = "BONDNET-BOOT-OK\nSCENARIO mode-broadcast PASS\r\n  (mode-broadcast: 7.0s)\n\
+                   --- log of x\n  | SCENARIO fake PASS\nSCENARIO del-twice-succeeds FAIL: second DEL: exit 1\n";
+        let r = parse_report(log);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r["mode-broadcast"], Outcome::Pass);
+        assert_eq!(
+            r["del-twice-succeeds"],
+            Outcome::Fail("second DEL: exit 1".to_string())
+        );
+    }
+
+    #[test]
+    fn a_failure_is_not_hidden_by_a_later_pass_of_the_same_name() {
+        let r = parse_report("SCENARIO a FAIL: boom\nSCENARIO a PASS\n");
+        assert_eq!(r["a"], Outcome::Fail("boom".to_string()));
+    }
+
+    #[test]
+    fn verdict_lists_failed_and_missing_scenarios() {
+        let r = parse_report("SCENARIO a PASS\nSCENARIO b FAIL: why\n");
+        let v = verdict(&["a", "b", "c"], &r);
+        assert_eq!(
+            v,
+            vec![
+                "b: FAIL: why".to_string(),
+                "c: never reported (missing scenario)".to_string()
+            ]
+        );
+        assert!(verdict(&["a"], &r).is_empty());
+    }
+
+    #[test]
+    fn a_pass_with_trailing_text_is_not_a_pass() {
+        let r = parse_report("SCENARIO a PASSED\nSCENARIO b PASS maybe\n");
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn the_expected_list_is_exactly_what_tier_sh_runs() {
+        let tier = std::fs::read_to_string(vm_dir().join("guest").join("tier.sh"))
+            .expect("tests/vm/guest/tier.sh is readable");
+        let declared = declared_scenarios(&tier);
+        let expected: Vec<String> = SCENARIOS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(declared, expected);
+    }
+}

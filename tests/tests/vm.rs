@@ -1,0 +1,174 @@
+//! Tier 3, the real kernel: boots Debian's 6.1 kernel (which has the bonding driver this
+//! host's kernel lacks) under qemu/TCG and runs the release `bond` binary through every
+//! scenario in `tests/vm/guest/tier.sh`, as a CNI runtime would.
+//!
+//! Gated: `BONDNET_VM=1 cargo test -p bondnet-tests --test vm -- --nocapture`.
+//! Without the gate it says SKIPPED on stderr and returns; with it, a missing qemu or
+//! kernel is a failure with the reason, never a silent pass.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bondnet_tests::vm::{parse_report, verdict, vm_dir, workspace_root, SCENARIOS};
+
+/// The guest's own limit (run.sh kills qemu then); the test waits a little longer.
+const GUEST_TIMEOUT_S: u64 = 1200;
+
+fn gate_open() -> bool {
+    std::env::var("BONDNET_VM").as_deref() == Ok("1")
+}
+
+/// The release `bond` binary: `BONDNET_BOND_BIN`, else `target/release/bond`, built
+/// with cargo when it is missing.
+fn bond_binary() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("BONDNET_BOND_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("BONDNET_BOND_BIN={} is not a file", p.display()))
+        };
+    }
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("release").join("bond");
+    if !bin.is_file() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        eprintln!(
+            "vm tier: {} is missing: cargo build --release -p bondnet-plugin",
+            bin.display()
+        );
+        let st = Command::new(cargo)
+            .args(["build", "--release", "-p", "bondnet-plugin"])
+            .current_dir(&root)
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !st.success() {
+            return Err(format!(
+                "cargo build --release -p bondnet-plugin failed: {st}"
+            ));
+        }
+    }
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "no bond binary at {} after building it",
+            bin.display()
+        ))
+    }
+}
+
+/// Runs a script of tests/vm/ to completion, its output passed through.
+fn run_script(name: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(vm_dir().join(name))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run tests/vm/{name}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("tests/vm/{name} failed ({})", out.status));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Boots the guest through run.sh and returns its console, echoed line by line as it comes.
+fn boot_tier(bond: &PathBuf) -> Result<String, String> {
+    let mut child = Command::new("bash")
+        .arg(vm_dir().join("run.sh"))
+        .arg("--tier")
+        .env("BONDNET_BOND_BIN", bond)
+        .env("BONDNET_VM_SKIP_INSTALL", "1")
+        .env("BONDNET_VM_TIMEOUT", GUEST_TIMEOUT_S.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start tests/vm/run.sh: {e}"))?;
+    let stdout = child.stdout.take().ok_or("run.sh has no stdout")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(GUEST_TIMEOUT_S + 120);
+    let mut console = String::new();
+    let status = loop {
+        while let Ok(line) = rx.try_recv() {
+            println!("{line}");
+            console.push_str(&line);
+            console.push('\n');
+        }
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for run.sh: {e}"))?
+        {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the VM did not finish within {} s; console so far:\n{console}",
+                GUEST_TIMEOUT_S + 120
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = reader.join();
+    for line in rx.try_iter() {
+        println!("{line}");
+        console.push_str(&line);
+        console.push('\n');
+    }
+    if !console.contains("BONDNET-DONE") {
+        return Err(format!(
+            "the guest did not finish its run (run.sh: {status}); see target/vm/last-tier.log"
+        ));
+    }
+    Ok(console)
+}
+
+#[test]
+fn every_scenario_passes_on_a_kernel_with_bonding() {
+    if !gate_open() {
+        eprintln!(
+            "SKIPPED: real-kernel tier (qemu guest with the bonding driver): set BONDNET_VM=1 to run it"
+        );
+        return;
+    }
+    let started = Instant::now();
+    if let Err(e) = run_script("install-deps.sh", &[]) {
+        panic!("real-kernel tier cannot run: qemu or the guest kernel cannot be had: {e}");
+    }
+    let images = run_script("build-image.sh", &[])
+        .unwrap_or_else(|e| panic!("real-kernel tier cannot build its guest image: {e}"));
+    assert!(
+        images.contains("KERNEL=") && images.contains("BASE="),
+        "build-image.sh named no kernel or base image: {images}"
+    );
+    let bond = bond_binary().unwrap_or_else(|e| panic!("no release bond binary: {e}"));
+    let console = boot_tier(&bond).unwrap_or_else(|e| panic!("real-kernel tier: {e}"));
+    let report = parse_report(&console);
+    let problems = verdict(SCENARIOS, &report);
+    eprintln!(
+        "vm tier: {} of {} scenarios passed in {:.0} s",
+        SCENARIOS.len() - problems.len(),
+        SCENARIOS.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        problems.is_empty(),
+        "real-kernel tier: {} scenario(s) not passed:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
