@@ -1,19 +1,28 @@
-//! The `bondnet` binary: parse the command line, start tracing, dispatch.
+//! The `bondnet` binary: parse the command line, start tracing, dispatch, report.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
 use bondnet::cli::{Cli, Command};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     bondnet::telemetry::init();
-    match cli.command {
+    let result = match cli.command {
         Command::Plan(args) => bondnet::offline::run_plan(
             &args,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
-        )?,
-        Command::Crds => bondnet::offline::run_crds(&mut std::io::stdout().lock())?,
+        ),
+        Command::Crds => bondnet::offline::run_crds(&mut std::io::stdout().lock()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Each error's message already carries its cause.
+            eprintln!("bondnet: {err}");
+            ExitCode::FAILURE
+        }
     }
-    Ok(())
 }

@@ -114,37 +114,61 @@ pub enum Accept {
 }
 
 /// Parses every document of `text` into `loaded`. Empty documents are skipped and `List`
-/// documents (as `kubectl get -o yaml` prints) are opened.
+/// documents (as `kubectl get -o yaml` prints) are opened. Errors name the file, the
+/// document, the field path and the line.
 pub fn load_file(path: &Path, text: &str, accept: Accept, loaded: &mut Loaded) -> Result<()> {
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let number = index + 1;
-        let parse_error = |source| Error::ParseYaml {
+    let parse_error = |document: usize| {
+        move |source| Error::ParseYaml {
             path: path.to_owned(),
-            document: number,
+            document,
             source,
-        };
-        let value = serde_yaml::Value::deserialize(document).map_err(parse_error)?;
-        if value.is_null() {
-            continue;
         }
-        let items = match value.get("kind").and_then(|k| k.as_str()) {
-            Some("List") => match value.get("items") {
+    };
+    // First pass: the kind of each document. Second pass: parse each document straight
+    // from the file's text, so errors carry the file's own line numbers.
+    let mut kinds = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value = serde_yaml::Value::deserialize(document).map_err(parse_error(index + 1))?;
+        kinds.push((!value.is_null()).then(|| kind_of(&value)));
+    }
+    for (index, (document, kind)) in serde_yaml::Deserializer::from_str(text)
+        .zip(kinds)
+        .enumerate()
+    {
+        let number = index + 1;
+        let Some(kind) = kind else { continue };
+        if kind == "List" {
+            let list = serde_yaml::Value::deserialize(document).map_err(parse_error(number))?;
+            let items = match list.get("items") {
                 Some(serde_yaml::Value::Sequence(items)) => items.clone(),
                 _ => Vec::new(),
-            },
-            _ => vec![value],
-        };
-        for item in items {
-            load_object(path, number, item, accept, loaded)?;
+            };
+            for item in items {
+                let kind = kind_of(&item);
+                let text = serde_yaml::to_string(&item).map_err(parse_error(number))?;
+                let item = serde_yaml::Deserializer::from_str(&text);
+                load_object(path, number, &kind, item, accept, loaded)?;
+            }
+        } else {
+            load_object(path, number, &kind, document, accept, loaded)?;
         }
     }
     Ok(())
 }
 
-fn load_object(
+fn kind_of(value: &serde_yaml::Value) -> String {
+    value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn load_object<'de>(
     path: &Path,
     document: usize,
-    value: serde_yaml::Value,
+    kind: &str,
+    de: impl serde::Deserializer<'de, Error = serde_yaml::Error>,
     accept: Accept,
     loaded: &mut Loaded,
 ) -> Result<()> {
@@ -153,24 +177,19 @@ fn load_object(
         document,
         source,
     };
-    let kind = value
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    match (accept, kind.as_str()) {
+    match (accept, kind) {
         (Accept::Networks, "BondNetwork") => {
             loaded
                 .networks
-                .push(serde_yaml::from_value(value).map_err(parse_error)?);
+                .push(BondNetwork::deserialize(de).map_err(parse_error)?);
         }
         (Accept::Nodes, "BondNodeState") => {
             loaded
                 .nodes
-                .push(serde_yaml::from_value(value).map_err(parse_error)?);
+                .push(BondNodeState::deserialize(de).map_err(parse_error)?);
         }
         (Accept::Nodes, "Node") => {
-            let node: Node = serde_yaml::from_value(value).map_err(parse_error)?;
+            let node = Node::deserialize(de).map_err(parse_error)?;
             if let Some(name) = node.metadata.name {
                 loaded
                     .node_labels
@@ -181,7 +200,7 @@ fn load_object(
             return Err(Error::UnexpectedKind {
                 path: path.to_owned(),
                 document,
-                kind,
+                kind: kind.to_owned(),
                 expected: "-f takes BondNetwork documents (apiVersion: bondnet.io/v1alpha1)",
             })
         }
@@ -189,7 +208,7 @@ fn load_object(
             return Err(Error::UnexpectedKind {
                 path: path.to_owned(),
                 document,
-                kind,
+                kind: kind.to_owned(),
                 expected: "--nodes takes BondNodeState and Node documents",
             })
         }
@@ -254,7 +273,7 @@ pub struct PatchMeta<'a> {
 
 /// Every object of the plan: the device-plugin ConfigMap, then per network its SR-IOV NADs,
 /// its bond NAD and its status.
-pub fn render_objects(plan: &Plan) -> Result<String> {
+pub fn render_objects(plan: &Plan<'_>) -> Result<String> {
     let mut text = String::new();
     push_doc(
         &mut text,
@@ -269,8 +288,8 @@ pub fn render_objects(plan: &Plan) -> Result<String> {
             api_version: format!("{}/{}", keys::GROUP, keys::VERSION),
             kind: "BondNetwork",
             metadata: PatchMeta {
-                name: &network.name,
-                namespace: &network.namespace,
+                name: network.name,
+                namespace: network.namespace,
             },
             status: &network.status,
         };
@@ -280,7 +299,7 @@ pub fn render_objects(plan: &Plan) -> Result<String> {
 }
 
 /// Per network and node: which PF serves which slot, or why the node cannot host the bond.
-pub fn render_summary(plan: &Plan) -> String {
+pub fn render_summary(plan: &Plan<'_>) -> String {
     let mut text = String::new();
     for network in &plan.networks {
         let status = &network.status;
@@ -304,7 +323,7 @@ pub fn render_summary(plan: &Plan) -> String {
                         .map(|a| {
                             format!(
                                 "p{}={} ({}, NIC {}) VFs {}",
-                                a.slot, a.pf, a.pci_address, a.nic_id, a.range
+                                a.slot, a.pf.name, a.pf.pci_address, a.pf.nic_id, a.range
                             )
                         })
                         .collect();

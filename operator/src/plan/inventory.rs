@@ -3,54 +3,53 @@
 
 use std::collections::BTreeMap;
 
-use kube::ResourceExt;
-
 use crate::api::bond_network::{BondNetwork, BondNetworkSpec, SpecError};
 use crate::api::bond_node_state::{BondNodeState, PfStatus};
 
-/// One node: its labels and its PFs, sorted by PCI address.
+/// Labels of a node that has none.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+/// One node: its labels and its PFs, sorted by PCI address. Borrows from the inputs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeInventory {
+pub struct NodeInventory<'a, 'l> {
     /// Node name (the BondNodeState's name).
-    pub name: String,
+    pub name: &'a str,
     /// Node labels, for `nodeSelector`.
-    pub labels: BTreeMap<String, String>,
+    pub labels: &'l BTreeMap<String, String>,
     /// SR-IOV PFs, sorted by PCI address, one per name.
-    pub pfs: Vec<PfStatus>,
+    pub pfs: Vec<&'a PfStatus>,
 }
 
-impl NodeInventory {
+impl<'a: 'l, 'l> NodeInventory<'a, 'l> {
     /// Takes the labels from `labels` when the Node is known, else from the BondNodeState.
-    pub fn from_resource(state: &BondNodeState, labels: Option<&BTreeMap<String, String>>) -> Self {
-        let mut pfs: Vec<PfStatus> = state
-            .status
-            .as_ref()
-            .map(|s| s.pfs.clone())
-            .unwrap_or_default();
-        pfs.sort_by(|a, b| {
-            (a.pci_address.as_str(), a.name.as_str())
-                .cmp(&(b.pci_address.as_str(), b.name.as_str()))
-        });
+    pub fn from_resource(
+        state: &'a BondNodeState,
+        labels: Option<&'l BTreeMap<String, String>>,
+    ) -> Self {
+        let mut pfs: Vec<&PfStatus> = state.status.iter().flat_map(|s| &s.pfs).collect();
+        pfs.sort_by(|a, b| (&a.pci_address, &a.name).cmp(&(&b.pci_address, &b.name)));
         // A name must identify one PF for the device plugin's pfNames selector.
         let mut seen = std::collections::BTreeSet::new();
-        pfs.retain(|pf| seen.insert(pf.name.clone()));
+        pfs.retain(|pf| seen.insert(pf.name.as_str()));
         Self {
-            name: state.name_any(),
-            labels: labels.cloned().unwrap_or_else(|| state.labels().clone()),
+            name: state.metadata.name.as_deref().unwrap_or_default(),
+            labels: labels
+                .or(state.metadata.labels.as_ref())
+                .unwrap_or(&NO_LABELS),
             pfs,
         }
     }
 }
 
-/// A network as the plan sees it.
+/// A network as the plan sees it. Borrows from the inputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NetworkIntent<'a> {
-    /// Namespace of the BondNetwork and its NADs.
-    pub namespace: String,
+    /// Namespace of the BondNetwork and its NADs (`default` when the input has none).
+    pub namespace: &'a str,
     /// Name of the BondNetwork.
-    pub name: String,
+    pub name: &'a str,
     /// UID, for owner references; absent in offline input.
-    pub uid: Option<String>,
+    pub uid: Option<&'a str>,
     /// metadata.generation, echoed as observedGeneration.
     pub generation: Option<i64>,
     /// The spec, validated (or the reason it is invalid).
@@ -58,21 +57,19 @@ pub struct NetworkIntent<'a> {
 }
 
 impl<'a> NetworkIntent<'a> {
-    /// Validates the spec; a network without namespace is placed in `default`, as kubectl would.
+    /// Validates the spec.
     pub fn from_resource(network: &'a BondNetwork) -> Self {
         Self {
-            namespace: network.namespace().unwrap_or_else(|| "default".to_owned()),
-            name: network.name_any(),
-            uid: network.uid(),
+            namespace: network.metadata.namespace.as_deref().unwrap_or("default"),
+            name: network.metadata.name.as_deref().unwrap_or_default(),
+            uid: network.metadata.uid.as_deref(),
             generation: network.metadata.generation,
             spec: network.spec.validate().map(|()| &network.spec),
         }
     }
+}
 
-    /// True when the node carries every label of the selector.
-    pub fn selects(spec: &BondNetworkSpec, node: &NodeInventory) -> bool {
-        spec.node_selector
-            .iter()
-            .all(|(k, v)| node.labels.get(k) == Some(v))
-    }
+/// True when the labels carry every label of the selector.
+pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }

@@ -57,37 +57,38 @@ impl Default for Settings {
     }
 }
 
-/// Everything the plan reads.
+/// Everything the plan reads. The plan borrows networks and nodes (`'a`) in its output;
+/// the rest (`'b`) only while planning.
 #[derive(Clone, Copy, Debug)]
-pub struct Inputs<'a> {
+pub struct Inputs<'a, 'b> {
     /// Every BondNetwork, in any order.
     pub networks: &'a [BondNetwork],
     /// Every BondNodeState, in any order.
     pub nodes: &'a [BondNodeState],
     /// Labels of each Node by name; a node missing here uses its BondNodeState's labels.
-    pub node_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
+    pub node_labels: &'b BTreeMap<String, BTreeMap<String, String>>,
     /// What the previous plan allocated (read back from the device-plugin ConfigMap).
-    pub previous: &'a Allocation,
+    pub previous: &'b Allocation,
     /// Names of the objects the plan writes.
-    pub settings: &'a Settings,
+    pub settings: &'b Settings,
 }
 
 /// What one network gets on one selected node.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NodeOutcome {
+pub enum NodeOutcome<'a> {
     /// The node hosts the bond: slot i is served by `slots[i]`.
-    Hosted(Vec<SlotAssignment>),
+    Hosted(Vec<SlotAssignment<'a>>),
     /// The node cannot host the bond.
     Ineligible(NodeReason),
 }
 
 /// The plan for one BondNetwork.
 #[derive(Clone, Debug, PartialEq)]
-pub struct NetworkPlan {
+pub struct NetworkPlan<'a> {
     /// Namespace of the network.
-    pub namespace: String,
+    pub namespace: &'a str,
     /// Name of the network.
-    pub name: String,
+    pub name: &'a str,
     /// The spec error, when the network cannot be planned at all.
     pub invalid: Option<SpecError>,
     /// Port names, resources and NADs of each slot (empty when invalid).
@@ -95,90 +96,124 @@ pub struct NetworkPlan {
     /// SR-IOV NADs in slot order, then the bond NAD (empty when invalid).
     pub nads: Vec<NetworkAttachmentDefinition>,
     /// Selected nodes and what the network gets on each.
-    pub nodes: BTreeMap<String, NodeOutcome>,
+    pub nodes: BTreeMap<&'a str, NodeOutcome<'a>>,
     /// The status the controller writes (without condition times).
     pub status: BondNetworkStatus,
 }
 
-impl NetworkPlan {
+impl NetworkPlan<'_> {
     /// `namespace/name`.
     pub fn key(&self) -> String {
-        names::network_key(&self.namespace, &self.name)
+        names::network_key(self.namespace, self.name)
     }
 }
 
-/// Everything the controller writes.
+/// Everything the controller writes. Borrows PFs and names from the inputs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Plan {
+pub struct Plan<'a> {
     /// One entry per BondNetwork, sorted by namespace and name.
-    pub networks: Vec<NetworkPlan>,
+    pub networks: Vec<NetworkPlan<'a>>,
     /// Device-plugin config per node, for every node with a BondNodeState.
-    pub device_plugin: BTreeMap<String, DevicePluginConfig>,
-    /// The VF ranges now held; the next plan's `previous`.
-    pub allocation: Allocation,
+    pub device_plugin: BTreeMap<&'a str, DevicePluginConfig>,
     /// Where the device-plugin config goes.
     pub settings: Settings,
 }
 
+impl Plan<'_> {
+    /// The VF ranges this plan holds: the next plan's `previous`.
+    pub fn allocation(&self) -> Allocation {
+        Allocation::from_device_plugin_configs(
+            self.device_plugin
+                .iter()
+                .map(|(node, config)| (*node, config)),
+        )
+    }
+}
+
 /// Plans every network on every node.
-pub fn plan(inputs: &Inputs<'_>) -> Plan {
-    let mut intents: Vec<NetworkIntent<'_>> = inputs
+pub fn plan<'a>(inputs: &Inputs<'a, '_>) -> Plan<'a> {
+    let mut intents: Vec<NetworkIntent<'a>> = inputs
         .networks
         .iter()
         .map(NetworkIntent::from_resource)
         .collect();
-    intents.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    intents.sort_by(|a, b| (a.namespace, a.name).cmp(&(b.namespace, b.name)));
     // Two objects with one key: keep the first after sorting; the input is malformed anyway.
     intents.dedup_by(|b, a| a.namespace == b.namespace && a.name == b.name);
 
-    let mut nodes: Vec<NodeInventory> = inputs
+    let mut nodes: Vec<NodeInventory<'a, '_>> = inputs
         .nodes
         .iter()
         .map(|state| {
-            let name = kube::ResourceExt::name_any(state);
-            NodeInventory::from_resource(state, inputs.node_labels.get(&name))
+            let labels = state
+                .metadata
+                .name
+                .as_ref()
+                .and_then(|name| inputs.node_labels.get(name));
+            NodeInventory::from_resource(state, labels)
         })
         .collect();
-    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    nodes.sort_by(|a, b| a.name.cmp(b.name));
     nodes.dedup_by(|b, a| a.name == b.name);
 
     let slots: Vec<Vec<SlotNames>> = intents
         .iter()
         .map(|n| match &n.spec {
-            Ok(spec) => render::slot_names(&n.namespace, &n.name, spec),
+            Ok(spec) => render::slot_names(n.namespace, n.name, spec),
             Err(_) => Vec::new(),
         })
         .collect();
 
-    let mut outcomes: Vec<BTreeMap<String, NodeOutcome>> = vec![BTreeMap::new(); intents.len()];
-    let mut allocation = Allocation::default();
+    // Networks often share a nodeSelector: evaluate each distinct one once per node.
+    let mut selectors: Vec<&BTreeMap<String, String>> = Vec::new();
+    let selector_of: Vec<Option<usize>> = intents
+        .iter()
+        .map(|n| {
+            let spec = n.spec.as_ref().ok()?;
+            Some(
+                match selectors.iter().position(|s| **s == spec.node_selector) {
+                    Some(i) => i,
+                    None => {
+                        selectors.push(&spec.node_selector);
+                        selectors.len() - 1
+                    }
+                },
+            )
+        })
+        .collect();
+
+    let mut outcomes: Vec<BTreeMap<&'a str, NodeOutcome<'a>>> =
+        vec![BTreeMap::new(); intents.len()];
     let mut device_plugin = BTreeMap::new();
     for node in &nodes {
-        let hosted = plan_node(node, &intents, &slots, inputs.previous, &mut outcomes);
-        let mut resources = BTreeMap::new();
+        let matched: Vec<bool> = selectors
+            .iter()
+            .map(|s| inventory::selects(s, node.labels))
+            .collect();
+        let selected = |index: usize| selector_of[index].is_some_and(|s| matched[s]);
+        let hosted = plan_node(
+            node,
+            &intents,
+            &slots,
+            &selected,
+            inputs.previous,
+            &mut outcomes,
+        );
         let mut config = DevicePluginConfig::default();
         for (index, assignments) in hosted {
-            let (Ok(spec), Some(slot_names)) = (&intents[index].spec, slots.get(index)) else {
+            let Ok(spec) = &intents[index].spec else {
                 continue;
             };
-            for (assignment, names) in assignments.iter().zip(slot_names) {
-                resources.insert(
-                    names.resource.clone(),
-                    PfRange {
-                        pf: assignment.pf.clone(),
-                        range: assignment.range,
-                    },
-                );
+            for (assignment, names) in assignments.iter().zip(&slots[index]) {
                 config
                     .resource_list
-                    .push(resource_config(spec, names, assignment, node));
+                    .push(resource_config(spec, names, assignment));
             }
         }
         config
             .resource_list
             .sort_by(|a, b| a.resource_name.cmp(&b.resource_name));
-        allocation.nodes.insert(node.name.clone(), resources);
-        device_plugin.insert(node.name.clone(), config);
+        device_plugin.insert(node.name, config);
     }
 
     let networks = intents
@@ -190,29 +225,29 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     Plan {
         networks,
         device_plugin,
-        allocation,
         settings: inputs.settings.clone(),
     }
 }
 
 /// Plans one node for every network that selects it: first keeps every still-valid previous
 /// allocation, then places the rest in network order. Returns (network index, slots) pairs.
-fn plan_node(
-    node: &NodeInventory,
-    intents: &[NetworkIntent<'_>],
+fn plan_node<'a>(
+    node: &NodeInventory<'a, '_>,
+    intents: &[NetworkIntent<'a>],
     slots: &[Vec<SlotNames>],
+    selected: &dyn Fn(usize) -> bool,
     previous: &Allocation,
-    outcomes: &mut [BTreeMap<String, NodeOutcome>],
-) -> Vec<(usize, Vec<SlotAssignment>)> {
+    outcomes: &mut [BTreeMap<&'a str, NodeOutcome<'a>>],
+) -> Vec<(usize, Vec<SlotAssignment<'a>>)> {
     let mut used = vf_ranges::UsedVfs::default();
     let mut hosted = Vec::new();
     let mut pending = Vec::new();
     for (index, intent) in intents.iter().enumerate() {
         let Ok(spec) = intent.spec else { continue };
-        if !NetworkIntent::selects(spec, node) {
+        if !selected(index) {
             continue;
         }
-        let mut candidates: Vec<&PfStatus> = Vec::new();
+        let mut candidates: Vec<&'a PfStatus> = Vec::with_capacity(node.pfs.len());
         let mut rejected: Vec<String> = Vec::new();
         for pf in &node.pfs {
             match pairing::pf_rejection(spec, pf) {
@@ -221,39 +256,40 @@ fn plan_node(
             }
         }
         if candidates.len() < spec.links as usize {
-            outcomes[index].insert(
-                node.name.clone(),
-                NodeOutcome::Ineligible(too_few(spec, node, &candidates, &rejected)),
-            );
+            let reason = too_few(spec, node, &candidates, &rejected);
+            outcomes[index].insert(node.name, NodeOutcome::Ineligible(reason));
             continue;
         }
-        let resources: Vec<String> = slots[index].iter().map(|s| s.resource.clone()).collect();
-        match pairing::keep_previous(spec, &node.name, &resources, &candidates, previous, &used) {
+        match pairing::keep_previous(spec, node.name, &slots[index], &candidates, previous, &used) {
             Some(kept) => {
                 for a in &kept {
-                    used.take(&a.pf, a.range);
+                    used.take(&a.pf.name, a.range);
                 }
                 hosted.push((index, kept));
             }
             None => pending.push((index, spec, candidates)),
         }
     }
+    let mut unplaced = Vec::new();
     for (index, spec, candidates) in pending {
         match pairing::choose(spec, &candidates, &used) {
-            Ok(chosen) => {
+            Some(chosen) => {
                 for a in &chosen {
-                    used.take(&a.pf, a.range);
+                    used.take(&a.pf.name, a.range);
                 }
                 hosted.push((index, chosen));
             }
-            Err(reason) => {
-                outcomes[index].insert(node.name.clone(), NodeOutcome::Ineligible(reason));
-            }
+            None => unplaced.push((index, spec, candidates)),
         }
+    }
+    // Reasons use the final free counts, so re-planning the same input gives the same text.
+    for (index, spec, candidates) in unplaced {
+        let reason = pairing::shortfall(spec, &candidates, &used);
+        outcomes[index].insert(node.name, NodeOutcome::Ineligible(reason));
     }
     hosted.sort_by_key(|(index, _)| *index);
     for (index, assignments) in &hosted {
-        outcomes[*index].insert(node.name.clone(), NodeOutcome::Hosted(assignments.clone()));
+        outcomes[*index].insert(node.name, NodeOutcome::Hosted(assignments.clone()));
     }
     hosted
 }
@@ -303,17 +339,15 @@ fn too_few(
 fn resource_config(
     spec: &BondNetworkSpec,
     names: &SlotNames,
-    assignment: &SlotAssignment,
-    node: &NodeInventory,
+    assignment: &SlotAssignment<'_>,
 ) -> ResourceConfig {
-    let pf = node.pfs.iter().find(|pf| pf.name == assignment.pf);
     ResourceConfig {
         resource_name: names.resource.clone(),
         resource_prefix: Some(spec.resource_prefix.clone()),
         selectors: Selectors {
-            drivers: pf.and_then(|pf| pf.vf_driver.clone()).into_iter().collect(),
+            drivers: assignment.pf.vf_driver.iter().cloned().collect(),
             pf_names: vec![PfName {
-                pf: assignment.pf.clone(),
+                pf: assignment.pf.name.clone(),
                 range: Some(assignment.range),
             }],
             ..Selectors::default()
@@ -322,11 +356,11 @@ fn resource_config(
 }
 
 /// Renders the objects and status of one network.
-fn network_plan(
-    intent: &NetworkIntent<'_>,
+fn network_plan<'a>(
+    intent: &NetworkIntent<'a>,
     slots: Vec<SlotNames>,
-    nodes: BTreeMap<String, NodeOutcome>,
-) -> NetworkPlan {
+    nodes: BTreeMap<&'a str, NodeOutcome<'a>>,
+) -> NetworkPlan<'a> {
     let mut status = BondNetworkStatus {
         observed_generation: intent.generation,
         ..BondNetworkStatus::default()
@@ -342,8 +376,8 @@ fn network_plan(
                 err.to_string(),
             )];
             return NetworkPlan {
-                namespace: intent.namespace.clone(),
-                name: intent.name.clone(),
+                namespace: intent.namespace,
+                name: intent.name,
                 invalid: Some(err.clone()),
                 slots: Vec::new(),
                 nads: Vec::new(),
@@ -353,9 +387,9 @@ fn network_plan(
         }
     };
     let owner = render::Owner {
-        namespace: &intent.namespace,
-        name: &intent.name,
-        uid: intent.uid.as_deref(),
+        namespace: intent.namespace,
+        name: intent.name,
+        uid: intent.uid,
     };
     let mut nads: Vec<NetworkAttachmentDefinition> = slots
         .iter()
@@ -371,7 +405,7 @@ fn network_plan(
         .iter()
         .filter_map(|(node, outcome)| match outcome {
             NodeOutcome::Ineligible(reason) => Some(IneligibleNode {
-                node: node.clone(),
+                node: (*node).to_owned(),
                 reason: reason.code.as_str().to_owned(),
                 message: reason.message.clone(),
             }),
@@ -391,10 +425,10 @@ fn network_plan(
             nad_name: s.nad.clone(),
         })
         .collect();
-    status.bond_nad = Some(names::bond_nad_name(&intent.name));
+    status.bond_nad = Some(names::bond_nad_name(intent.name));
     status.pod_annotation = Some(render::pod_annotation(
-        &intent.namespace,
-        &intent.name,
+        intent.namespace,
+        intent.name,
         spec,
         &slots,
     ));
@@ -403,8 +437,8 @@ fn network_plan(
         .map(|s| (s.qualified_resource.clone(), "1".to_owned()))
         .collect();
     NetworkPlan {
-        namespace: intent.namespace.clone(),
-        name: intent.name.clone(),
+        namespace: intent.namespace,
+        name: intent.name,
         invalid: None,
         slots,
         nads,
@@ -499,13 +533,13 @@ fn count_u32(n: usize) -> u32 {
 }
 
 /// The device-plugin ConfigMap: one key per node, named after it, holding that node's JSON.
-pub fn device_plugin_configmap(plan: &Plan) -> ConfigMap {
+pub fn device_plugin_configmap(plan: &Plan<'_>) -> ConfigMap {
     let data = plan
         .device_plugin
         .iter()
         .map(|(node, config)| {
             (
-                node.clone(),
+                (*node).to_owned(),
                 serde_json::to_string(config).unwrap_or_default(),
             )
         })

@@ -7,19 +7,16 @@ use crate::api::bond_network::{BondNetworkSpec, Diversity};
 use crate::api::bond_node_state::PfStatus;
 use crate::api::device_plugin::VfRange;
 use crate::plan::reasons::{NodeReason, ReasonCode};
+use crate::plan::render::SlotNames;
 use crate::plan::vf_ranges::{Allocation, UsedVfs};
 
 /// One slot of a network on one node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SlotAssignment {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotAssignment<'a> {
     /// Slot index.
     pub slot: u32,
-    /// PF interface name.
-    pub pf: String,
-    /// PF PCI address.
-    pub pci_address: String,
-    /// The card the PF sits on.
-    pub nic_id: String,
+    /// The PF serving the slot.
+    pub pf: &'a PfStatus,
     /// VF indices the slot owns on the PF.
     pub range: VfRange,
 }
@@ -83,20 +80,20 @@ pub fn pf_rejection(spec: &BondNetworkSpec, pf: &PfStatus) -> Option<String> {
 /// The previous assignment of every slot, if each is still valid: same PF present and
 /// matching, range inside the enabled VFs and of the right size, free, and the slots still
 /// on distinct PFs (and cards).
-pub fn keep_previous(
+pub fn keep_previous<'a>(
     spec: &BondNetworkSpec,
     node: &str,
-    resources: &[String],
-    candidates: &[&PfStatus],
+    slots_names: &[SlotNames],
+    candidates: &[&'a PfStatus],
     previous: &Allocation,
     used: &UsedVfs,
-) -> Option<Vec<SlotAssignment>> {
-    let mut slots = Vec::with_capacity(resources.len());
+) -> Option<Vec<SlotAssignment<'a>>> {
+    let mut slots = Vec::with_capacity(slots_names.len());
     let mut pfs = BTreeSet::new();
     let mut nics = BTreeSet::new();
-    for (slot, resource) in (0u32..).zip(resources) {
-        let held = previous.get(node, resource)?;
-        let pf = candidates.iter().find(|pf| pf.name == held.pf)?;
+    for names in slots_names {
+        let held = previous.get(node, &names.resource)?;
+        let pf: &'a PfStatus = candidates.iter().find(|pf| pf.name == held.pf)?;
         let fits = held.range.len() == spec.vfs_per_pf
             && held.range.last < pf.num_vfs
             && used.is_free(&pf.name, held.range);
@@ -107,10 +104,8 @@ pub fn keep_previous(
             return None;
         }
         slots.push(SlotAssignment {
-            slot,
-            pf: pf.name.clone(),
-            pci_address: pf.pci_address.clone(),
-            nic_id: pf.nic_id.clone(),
+            slot: names.slot,
+            pf,
             range: held.range,
         });
     }
@@ -119,14 +114,15 @@ pub fn keep_previous(
 
 /// Chooses `spec.links` PFs, one per card when diversity is `nic`, preferring the PFs with
 /// the most free VFs (ties: lowest PCI address), then orders the slots by PCI address.
-pub fn choose(
+/// `None` when too few PFs have room; [`shortfall`] says why.
+pub fn choose<'a>(
     spec: &BondNetworkSpec,
-    candidates: &[&PfStatus],
+    candidates: &[&'a PfStatus],
     used: &UsedVfs,
-) -> Result<Vec<SlotAssignment>, NodeReason> {
+) -> Option<Vec<SlotAssignment<'a>>> {
     let links = spec.links as usize;
     // (free VFs, PF, first free range); candidates are sorted by PCI address.
-    let mut options: Vec<(u32, &PfStatus, VfRange)> = candidates
+    let mut options: Vec<(u32, &'a PfStatus, VfRange)> = candidates
         .iter()
         .filter_map(|pf| {
             let range = used.first_fit(&pf.name, pf.num_vfs, spec.vfs_per_pf)?;
@@ -142,24 +138,21 @@ pub fn choose(
         options.retain(|(_, pf, _)| nics.insert(pf.nic_id.as_str()));
     }
     if options.len() < links {
-        return Err(shortfall(spec, candidates, used));
+        return None;
     }
     options.truncate(links);
     options.sort_by(|a, b| a.1.pci_address.cmp(&b.1.pci_address));
-    Ok((0u32..)
-        .zip(options)
-        .map(|(slot, (_, pf, range))| SlotAssignment {
-            slot,
-            pf: pf.name.clone(),
-            pci_address: pf.pci_address.clone(),
-            nic_id: pf.nic_id.clone(),
-            range,
-        })
-        .collect())
+    Some(
+        (0u32..)
+            .zip(options)
+            .map(|(slot, (_, pf, range))| SlotAssignment { slot, pf, range })
+            .collect(),
+    )
 }
 
-/// The reason `choose` found too few PFs, in the order a person would check.
-fn shortfall(spec: &BondNetworkSpec, candidates: &[&PfStatus], used: &UsedVfs) -> NodeReason {
+/// The reason `choose` found too few PFs, in the order a person would check. Call it once
+/// the node is fully planned, so the free counts it reports are final.
+pub fn shortfall(spec: &BondNetworkSpec, candidates: &[&PfStatus], used: &UsedVfs) -> NodeReason {
     let links = spec.links as usize;
     let names = |pfs: &[&PfStatus]| {
         pfs.iter()

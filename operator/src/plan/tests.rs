@@ -7,21 +7,30 @@ use crate::api::bond_network::{BondMode, Diversity};
 use crate::api::device_plugin::VfRange;
 use crate::fixtures::{e810_pf, network, node, node_with_cards};
 
-fn run(networks: &[BondNetwork], nodes: &[BondNodeState]) -> Plan {
-    run_after(networks, nodes, &Allocation::default())
+static NO_LABELS: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+static NO_PREVIOUS: Allocation = Allocation {
+    nodes: BTreeMap::new(),
+};
+
+fn run<'a>(networks: &'a [BondNetwork], nodes: &'a [BondNodeState]) -> Plan<'a> {
+    run_after(networks, nodes, &NO_PREVIOUS)
 }
 
-fn run_after(networks: &[BondNetwork], nodes: &[BondNodeState], previous: &Allocation) -> Plan {
+fn run_after<'a>(
+    networks: &'a [BondNetwork],
+    nodes: &'a [BondNodeState],
+    previous: &'a Allocation,
+) -> Plan<'a> {
     plan(&Inputs {
         networks,
         nodes,
-        node_labels: &BTreeMap::new(),
+        node_labels: &NO_LABELS,
         previous,
         settings: &Settings::default(),
     })
 }
 
-fn hosted<'a>(plan: &'a Plan, network: &str, node: &str) -> &'a [SlotAssignment] {
+fn hosted<'a>(plan: &'a Plan<'_>, network: &str, node: &str) -> &'a [SlotAssignment<'a>] {
     let net = plan
         .networks
         .iter()
@@ -33,7 +42,7 @@ fn hosted<'a>(plan: &'a Plan, network: &str, node: &str) -> &'a [SlotAssignment]
     }
 }
 
-fn reason<'a>(plan: &'a Plan, network: &str, node: &str) -> &'a NodeReason {
+fn reason<'a>(plan: &'a Plan<'_>, network: &str, node: &str) -> &'a NodeReason {
     let net = plan
         .networks
         .iter()
@@ -47,16 +56,15 @@ fn reason<'a>(plan: &'a Plan, network: &str, node: &str) -> &'a NodeReason {
 
 #[test]
 fn slots_land_on_different_cards_when_diversity_is_nic() {
-    let plan = run(
-        &[network("ns", "net", |_| {})],
-        &[node_with_cards("n1", &[], 2, 8)],
-    );
+    let networks1 = [network("ns", "net", |_| {})];
+    let nodes2 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks1, &nodes2);
     let slots = hosted(&plan, "net", "n1");
     assert_eq!(slots.len(), 2);
-    assert_ne!(slots[0].nic_id, slots[1].nic_id);
+    assert_ne!(slots[0].pf.nic_id, slots[1].pf.nic_id);
     assert_eq!(slots[0].slot, 0);
     assert!(
-        slots[0].pci_address < slots[1].pci_address,
+        slots[0].pf.pci_address < slots[1].pf.pci_address,
         "slots follow PCI order"
     );
 }
@@ -64,18 +72,17 @@ fn slots_land_on_different_cards_when_diversity_is_nic() {
 #[test]
 fn one_dual_port_card_cannot_host_nic_diversity_but_hosts_pf_diversity() {
     let nodes = [node_with_cards("n1", &[], 1, 8)];
-    let plan = run(&[network("ns", "net", |_| {})], &nodes);
+    let networks3 = [network("ns", "net", |_| {})];
+    let plan = run(&networks3, &nodes);
     let why = reason(&plan, "net", "n1");
     assert_eq!(why.code, ReasonCode::TooFewNics);
     assert!(why.message.contains("diversity: pf"), "{why}");
 
-    let plan = run(
-        &[network("ns", "net", |s| s.diversity = Diversity::Pf)],
-        &nodes,
-    );
+    let networks4 = [network("ns", "net", |s| s.diversity = Diversity::Pf)];
+    let plan = run(&networks4, &nodes);
     let slots = hosted(&plan, "net", "n1");
     assert_ne!(slots[0].pf, slots[1].pf);
-    assert_eq!(slots[0].nic_id, slots[1].nic_id);
+    assert_eq!(slots[0].pf.nic_id, slots[1].pf.nic_id);
 }
 
 #[test]
@@ -88,7 +95,8 @@ fn a_pf_without_vfs_is_named_in_the_reason() {
             e810_pf("ens2f0", "0000:38:00", 0, 0),
         ],
     )];
-    let plan = run(&[network("ns", "net", |_| {})], &nodes);
+    let networks5 = [network("ns", "net", |_| {})];
+    let plan = run(&networks5, &nodes);
     let why = reason(&plan, "net", "n1");
     assert_eq!(why.code, ReasonCode::TooFewPfs);
     assert!(why.message.contains("ens2f0: no VFs enabled"), "{why}");
@@ -96,14 +104,17 @@ fn a_pf_without_vfs_is_named_in_the_reason() {
 
 #[test]
 fn a_node_without_pfs_says_so() {
-    let plan = run(&[network("ns", "net", |_| {})], &[node("n1", &[], vec![])]);
+    let networks6 = [network("ns", "net", |_| {})];
+    let nodes7 = [node("n1", &[], vec![])];
+    let plan = run(&networks6, &nodes7);
     assert_eq!(reason(&plan, "net", "n1").code, ReasonCode::NoPfs);
 }
 
 #[test]
 fn networks_sharing_a_pf_get_disjoint_vf_ranges() {
     let networks = [network("ns", "a", |_| {}), network("ns", "b", |_| {})];
-    let plan = run(&networks, &[node_with_cards("n1", &[], 2, 8)]);
+    let nodes8 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes8);
     let a = hosted(&plan, "a", "n1");
     let b = hosted(&plan, "b", "n1");
     for x in a {
@@ -124,7 +135,8 @@ fn exhausted_vfs_are_reported_with_what_is_free() {
         network("ns", "b", |_| {}),
         network("ns", "c", |_| {}),
     ];
-    let plan = run(&networks, &[node_with_cards("n1", &[], 2, 4)]);
+    let nodes9 = [node_with_cards("n1", &[], 2, 4)];
+    let plan = run(&networks, &nodes9);
     hosted(&plan, "a", "n1");
     hosted(&plan, "b", "n1");
     let why = reason(&plan, "c", "n1");
@@ -135,18 +147,15 @@ fn exhausted_vfs_are_reported_with_what_is_free() {
 #[test]
 fn a_network_keeps_its_vfs_when_another_network_is_added_before_it() {
     let nodes = [node_with_cards("n1", &[], 2, 16)];
-    let before = run(&[network("ns", "m", |_| {})], &nodes);
-    let after = run_after(
-        &[network("ns", "a", |_| {}), network("ns", "m", |_| {})],
-        &nodes,
-        &before.allocation,
-    );
+    let before_networks = [network("ns", "m", |_| {})];
+    let before = run(&before_networks, &nodes);
+    let previous = before.allocation();
+    let networks10 = [network("ns", "a", |_| {}), network("ns", "m", |_| {})];
+    let after = run_after(&networks10, &nodes, &previous);
     assert_eq!(hosted(&before, "m", "n1"), hosted(&after, "m", "n1"));
     // Without the previous allocation "a" would have taken m's VFs.
-    let fresh = run(
-        &[network("ns", "a", |_| {}), network("ns", "m", |_| {})],
-        &nodes,
-    );
+    let networks11 = [network("ns", "a", |_| {}), network("ns", "m", |_| {})];
+    let fresh = run(&networks11, &nodes);
     assert_ne!(hosted(&before, "m", "n1"), hosted(&fresh, "m", "n1"));
 }
 
@@ -176,7 +185,8 @@ fn a_previous_range_that_no_longer_fits_is_planned_again() {
             ),
         ]),
     );
-    let plan = run_after(&[network("ns", "net", |_| {})], &nodes, &previous);
+    let networks12 = [network("ns", "net", |_| {})];
+    let plan = run_after(&networks12, &nodes, &previous);
     let slots = hosted(&plan, "net", "n1");
     assert!(slots.iter().all(|s| s.range.last < 16), "{slots:?}");
 }
@@ -191,7 +201,7 @@ fn node_selector_reads_node_labels_before_the_node_state_labels() {
         s.node_selector.insert("pool".into(), "a".into());
     })];
     let plan = run(&networks, &nodes);
-    let keys: Vec<&String> = plan.networks[0].nodes.keys().collect();
+    let keys: Vec<&str> = plan.networks[0].nodes.keys().copied().collect();
     assert_eq!(keys, ["n1"]);
 
     let labels = BTreeMap::from([(
@@ -202,19 +212,18 @@ fn node_selector_reads_node_labels_before_the_node_state_labels() {
         networks: &networks,
         nodes: &nodes,
         node_labels: &labels,
-        previous: &Allocation::default(),
+        previous: &NO_PREVIOUS,
         settings: &Settings::default(),
     });
-    let keys: Vec<&String> = plan.networks[0].nodes.keys().collect();
+    let keys: Vec<&str> = plan.networks[0].nodes.keys().copied().collect();
     assert_eq!(keys, ["n1", "n2"]);
 }
 
 #[test]
 fn a_pf_below_the_bond_mtu_is_rejected_by_name() {
-    let plan = run(
-        &[network("ns", "net", |s| s.mtu = Some(9000))],
-        &[node_with_cards("n1", &[], 2, 8)],
-    );
+    let networks13 = [network("ns", "net", |s| s.mtu = Some(9000))];
+    let nodes14 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks13, &nodes14);
     let why = reason(&plan, "net", "n1");
     assert_eq!(why.code, ReasonCode::NoMatchingPf);
     assert!(
@@ -226,12 +235,11 @@ fn a_pf_below_the_bond_mtu_is_rejected_by_name() {
 
 #[test]
 fn an_invalid_spec_gets_an_invalid_spec_condition_and_no_objects() {
-    let plan = run(
-        &[network("ns", "net", |s| {
-            s.lacp_rate = Some(crate::api::bond_network::LacpRate::Fast)
-        })],
-        &[node_with_cards("n1", &[], 2, 8)],
-    );
+    let networks15 = [network("ns", "net", |s| {
+        s.lacp_rate = Some(crate::api::bond_network::LacpRate::Fast)
+    })];
+    let nodes16 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks15, &nodes16);
     let net = &plan.networks[0];
     assert_eq!(net.invalid.as_ref().map(|e| e.field), Some("lacpRate"));
     assert!(net.nads.is_empty());
@@ -241,12 +249,11 @@ fn an_invalid_spec_gets_an_invalid_spec_condition_and_no_objects() {
 
 #[test]
 fn the_bond_nad_config_has_the_plugin_shape() {
-    let plan = run(
-        &[network("ns", "net", |s| {
-            s.ipam = Some(serde_json::json!({"type": "static"}))
-        })],
-        &[node_with_cards("n1", &[], 2, 8)],
-    );
+    let networks17 = [network("ns", "net", |s| {
+        s.ipam = Some(serde_json::json!({"type": "static"}))
+    })];
+    let nodes18 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks17, &nodes18);
     let bond = plan.networks[0].nads.last().expect("bond NAD");
     assert_eq!(bond.metadata.name.as_deref(), Some("net"));
     assert_eq!(
@@ -257,10 +264,9 @@ fn the_bond_nad_config_has_the_plugin_shape() {
 
 #[test]
 fn each_slot_gets_an_sriov_nad_annotated_with_its_resource() {
-    let plan = run(
-        &[network("ns", "net", |_| {})],
-        &[node_with_cards("n1", &[], 2, 8)],
-    );
+    let networks19 = [network("ns", "net", |_| {})];
+    let nodes20 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks19, &nodes20);
     let nads = &plan.networks[0].nads;
     assert_eq!(nads.len(), 3);
     for (slot, nad) in nads[..2].iter().enumerate() {
@@ -279,16 +285,15 @@ fn each_slot_gets_an_sriov_nad_annotated_with_its_resource() {
 
 #[test]
 fn the_device_plugin_gets_one_resource_per_slot_naming_one_pf_range() {
-    let plan = run(
-        &[network("ns", "net", |_| {})],
-        &[node_with_cards("n1", &[], 2, 8)],
-    );
+    let networks21 = [network("ns", "net", |_| {})];
+    let nodes22 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks21, &nodes22);
     let resources = &plan.device_plugin["n1"].resource_list;
     assert_eq!(resources.len(), 2);
     let slots = hosted(&plan, "net", "n1");
     for (resource, slot) in resources.iter().zip(slots) {
         assert_eq!(resource.selectors.pf_names.len(), 1);
-        assert_eq!(resource.selectors.pf_names[0].pf, slot.pf);
+        assert_eq!(resource.selectors.pf_names[0].pf, slot.pf.name);
         assert_eq!(resource.selectors.pf_names[0].range, Some(slot.range));
         assert_eq!(resource.selectors.drivers, ["iavf"]);
     }
@@ -296,10 +301,9 @@ fn the_device_plugin_gets_one_resource_per_slot_naming_one_pf_range() {
 
 #[test]
 fn the_pod_annotation_lists_the_sriov_nads_before_the_bond() {
-    let plan = run(
-        &[network("ns", "net", |s| s.links = 3)],
-        &[node_with_cards("n1", &[], 3, 8)],
-    );
+    let networks23 = [network("ns", "net", |s| s.links = 3)];
+    let nodes24 = [node_with_cards("n1", &[], 3, 8)];
+    let plan = run(&networks23, &nodes24);
     assert_eq!(
         plan.networks[0].status.pod_annotation.as_deref(),
         Some(
@@ -315,7 +319,8 @@ fn conditions_say_ready_and_degraded_with_counts() {
         node_with_cards("n1", &[], 2, 8),
         node_with_cards("n2", &[], 1, 8),
     ];
-    let plan = run(&[network("ns", "net", |_| {})], &nodes);
+    let networks25 = [network("ns", "net", |_| {})];
+    let plan = run(&networks25, &nodes);
     let status = &plan.networks[0].status;
     assert_eq!(status.eligible_nodes, 1);
     assert_eq!(status.ineligible_node_count, 1);
@@ -333,7 +338,8 @@ fn no_selected_node_is_not_ready() {
     let networks = [network("ns", "net", |s| {
         s.node_selector.insert("pool".into(), "none".into());
     })];
-    let plan = run(&networks, &[node_with_cards("n1", &[], 2, 8)]);
+    let nodes26 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes26);
     assert_eq!(
         plan.networks[0].status.conditions[0].reason,
         "NoNodeSelected"
@@ -342,10 +348,9 @@ fn no_selected_node_is_not_ready() {
 
 #[test]
 fn lacp_with_several_vfs_per_pf_carries_a_note() {
-    let plan = run(
-        &[network("ns", "net", |s| s.mode = BondMode::Ieee8023ad)],
-        &[node_with_cards("n1", &[], 2, 8)],
-    );
+    let networks27 = [network("ns", "net", |s| s.mode = BondMode::Ieee8023ad)];
+    let nodes28 = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks27, &nodes28);
     assert!(plan.networks[0].status.conditions[0]
         .message
         .contains("one pod per PF"));
@@ -353,24 +358,22 @@ fn lacp_with_several_vfs_per_pf_carries_a_note() {
 
 #[test]
 fn a_wider_bond_takes_one_pf_per_card_across_cards() {
-    let plan = run(
-        &[network("ns", "net", |s| s.links = 4)],
-        &[node_with_cards("n1", &[], 4, 8)],
-    );
+    let networks29 = [network("ns", "net", |s| s.links = 4)];
+    let nodes30 = [node_with_cards("n1", &[], 4, 8)];
+    let plan = run(&networks29, &nodes30);
     let slots = hosted(&plan, "net", "n1");
-    let nics: std::collections::BTreeSet<_> = slots.iter().map(|s| &s.nic_id).collect();
+    let nics: std::collections::BTreeSet<_> = slots.iter().map(|s| &s.pf.nic_id).collect();
     assert_eq!(nics.len(), 4);
 }
 
 #[test]
 fn the_allocation_reads_back_from_the_configmap_it_renders() {
-    let plan = run(
-        &[network("ns", "a", |_| {}), network("ns", "b", |_| {})],
-        &[
-            node_with_cards("n1", &[], 2, 8),
-            node_with_cards("n2", &[], 2, 8),
-        ],
-    );
+    let networks31 = [network("ns", "a", |_| {}), network("ns", "b", |_| {})];
+    let nodes32 = [
+        node_with_cards("n1", &[], 2, 8),
+        node_with_cards("n2", &[], 2, 8),
+    ];
+    let plan = run(&networks31, &nodes32);
     let cm = device_plugin_configmap(&plan);
     let data = cm.data.expect("data");
     let configs: BTreeMap<String, DevicePluginConfig> = data
@@ -378,5 +381,5 @@ fn the_allocation_reads_back_from_the_configmap_it_renders() {
         .map(|(k, v)| (k.clone(), serde_json::from_str(v).expect("json")))
         .collect();
     let back = Allocation::from_device_plugin_configs(configs.iter().map(|(k, v)| (k.as_str(), v)));
-    assert_eq!(back, plan.allocation);
+    assert_eq!(back, plan.allocation());
 }
