@@ -22,6 +22,32 @@ pub enum Command {
     Plan(PlanArgs),
     /// Print the CustomResourceDefinitions as multi-document YAML.
     Crds,
+    /// Node agent: install the bond plugin, publish this node's SR-IOV PFs.
+    Agent(AgentArgs),
+}
+
+/// Flags of `bondnet agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// This node's name (from the downward API).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: String,
+
+    /// Root under which sysfs is found at `sys/` (the host's `/`).
+    #[arg(long, env = "BONDNET_SYSFS_ROOT", default_value = "/")]
+    pub sysfs_root: PathBuf,
+
+    /// The `bond` binary to install; omit to skip the install.
+    #[arg(long, env = "BONDNET_PLUGIN_SOURCE")]
+    pub plugin_source: Option<PathBuf>,
+
+    /// The host's CNI bin dir, as mounted in the agent's container.
+    #[arg(long, env = "BONDNET_CNI_BIN_DIR", default_value = "/host/opt/cni/bin")]
+    pub cni_bin_dir: PathBuf,
+
+    /// Seconds between sysfs scans.
+    #[arg(long, env = "BONDNET_SCAN_INTERVAL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_seconds: u64,
 }
 
 /// Flags of `bondnet plan`.

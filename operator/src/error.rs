@@ -46,6 +46,34 @@ pub enum Error {
     #[error("cannot write output: {0}")]
     Write(#[source] std::io::Error),
 
+    /// sysfs could not be listed.
+    #[error("cannot scan {root}/sys/class/net: {source}")]
+    Sysfs {
+        root: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The bond plugin could not be installed.
+    #[error(transparent)]
+    Install(#[from] crate::agent::install::InstallError),
+
+    /// The node's BondNodeState could not be written.
+    #[error("cannot publish BondNodeState {node}: {source}")]
+    Publish {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// No Kubernetes client could be built (no kubeconfig, no in-cluster service account).
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+
     /// An object could not be rendered as YAML.
     #[error("cannot render {what} as YAML: {source}")]
     RenderYaml {
@@ -67,6 +95,11 @@ impl Error {
             Self::UnexpectedKind { .. } => "UnexpectedKind",
             Self::InvalidSpec { .. } => "InvalidSpec",
             Self::Write(_) => "Write",
+            Self::Sysfs { .. } => "Sysfs",
+            Self::Install(_) => "Install",
+            Self::Publish { .. } => "Publish",
+            Self::Client(_) => "Client",
+            Self::Runtime(_) => "Runtime",
             Self::RenderYaml { .. } => "RenderYaml",
         }
     }

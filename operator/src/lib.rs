@@ -4,10 +4,13 @@
 //! I/O); `offline` reads files and prints the plan; `telemetry` sets up logs.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod error;
 pub mod fixtures;
+#[cfg(test)]
+pub mod mock;
 pub mod offline;
 pub mod plan;
 pub mod telemetry;

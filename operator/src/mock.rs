@@ -1,0 +1,91 @@
+//! A mock API server for tests, after kube-rs' tower-test pattern: the test states each
+//! request it expects (method, path, and gets the body back to assert on) and the response;
+//! a request that never comes fails the test after one second.
+
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use kube::Client;
+use tower_test::mock::{self, Handle};
+
+/// The server side of a mock client.
+pub struct MockApi {
+    handle: Handle<Request<Body>, Response<Body>>,
+}
+
+/// A client whose requests go to the returned [`MockApi`].
+pub fn client() -> (Client, MockApi) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), MockApi { handle })
+}
+
+/// A request as the mock server saw it.
+#[derive(Debug)]
+pub struct Seen {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query.
+    pub uri: String,
+    /// JSON body (`Null` when empty).
+    pub body: serde_json::Value,
+}
+
+impl MockApi {
+    /// Waits for the next request, checks its method and path (without query), answers with
+    /// `status` and `response`, and returns what was sent.
+    pub async fn expect(
+        &mut self,
+        method: Method,
+        path: &str,
+        status: StatusCode,
+        response: serde_json::Value,
+    ) -> Seen {
+        let next = tokio::time::timeout(Duration::from_secs(1), self.handle.next_request()).await;
+        let (request, send) = next
+            .unwrap_or_else(|_| panic!("no request arrived; expected {method} {path}"))
+            .unwrap_or_else(|| panic!("the client went away; expected {method} {path}"));
+        let uri = request.uri().to_string();
+        assert_eq!(request.method(), method, "{uri}");
+        assert_eq!(request.uri().path(), path, "{uri}");
+        let bytes = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("request body");
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("request body is JSON")
+        };
+        let reply = Response::builder()
+            .status(status)
+            .body(Body::from(
+                serde_json::to_vec(&response).expect("response JSON"),
+            ))
+            .expect("response");
+        send.send_response(reply);
+        Seen { method, uri, body }
+    }
+
+    /// Asserts that no further request arrives within 100 ms.
+    pub async fn expect_no_more(&mut self) {
+        let next =
+            tokio::time::timeout(Duration::from_millis(100), self.handle.next_request()).await;
+        if let Ok(Some((request, _))) = next {
+            panic!("unexpected request: {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+/// A Kubernetes `Status` error body.
+pub fn status_error(code: u16, reason: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    })
+}
