@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 /// Every scenario the tier must report as passed, in the order `tier.sh` runs them.
 pub const SCENARIOS: &[&str] = &[
     "version-lists-supported-versions",
+    "results-shaped-for-each-cni-version",
     "mode-balance-rr",
     "mode-active-backup",
     "mode-balance-xor",
@@ -18,6 +19,13 @@ pub const SCENARIOS: &[&str] = &[
     "mode-802.3ad",
     "mode-balance-tlb",
     "mode-balance-alb",
+    "mode-given-as-number",
+    "options-active-backup-primary-delays",
+    "options-802.3ad-lacp",
+    "options-arp-monitoring",
+    "options-balance-rr-and-tlb",
+    "option-for-another-mode-is-refused",
+    "duplicate-port-macs-in-alb",
     "active-backup-failover-keeps-traffic",
     "802.3ad-aggregates-with-peer-bond",
     "links-in-container-true",
@@ -34,8 +42,11 @@ pub const SCENARIOS: &[&str] = &[
     "ipam-static-addresses-routes-dns",
     "rollback-when-ipam-config-fails",
     "rollback-when-ipam-range-exhausted",
+    "rollback-when-a-link-is-missing",
+    "rollback-when-a-port-belongs-to-another-bond",
     "bad-mode-is-code-7-and-changes-nothing",
     "sixteen-concurrent-adds",
+    "racing-adds-for-the-same-host-links",
     "seed-sriov-failover-config",
 ];
 

@@ -94,10 +94,10 @@ fi
 
 out="$VM_DIR/last-$mode.log"
 set +e
-# qemu's serial console ends lines with CR LF; -serial on stdio keeps stdin out of it.
+# qemu's serial console ends lines with CR LF. sed -u, not tr: the lines must stream.
 # SeaBIOS writes its banner to the serial line too: keep it out of what is shown.
-timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' |
-    sed -u -e 's/^.*Booting from ROM\.\.//' -e '/SeaBIOS (version/d' -e '/reboot: Power down/d' | tee "$out"
+timeout --kill-after=10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 |
+    sed -u -e 's/\r$//' -e 's/^.*Booting from ROM\.\.//' -e '/SeaBIOS (version/d' -e '/reboot: Power down/d' | tee "$out"
 rc=("${PIPESTATUS[@]}")
 set -e
 if [ "${rc[0]}" -eq 124 ] || [ "${rc[0]}" -eq 137 ]; then

@@ -8,7 +8,8 @@ SUBNET=10.10.0.0/24
 GW=10.10.0.1
 
 # bondconf OUT MODE LINKS_IN_CONTAINER "LINK..." [EXTRA_JSON]: a bond config with
-# host-local IPAM on $SUBNET; EXTRA_JSON is merged over it (recursively).
+# host-local IPAM on $SUBNET; EXTRA_JSON is merged over it (recursively; a top-level
+# null removes the key).
 bondconf() {
     local extra=${5:-}
     [ -n "$extra" ] || extra='{}'
@@ -17,7 +18,8 @@ bondconf() {
         {cniVersion: "1.0.0", name: $net, type: "bond", mode: $mode, miimon: 100,
          linksInContainer: $lic, links: ($links | split(" ") | map({name: .})),
          ipam: {type: "host-local", subnet: $subnet, gateway: $gw,
-                rangeStart: "10.10.0.10", rangeEnd: "10.10.0.250"}} * $extra' >"$1" ||
+                rangeStart: "10.10.0.10", rangeEnd: "10.10.0.250"}} * $extra
+        | with_entries(select(.value != null))' >"$1" ||
         fail "cannot write config $1"
     note "config $1: $(cat "$1")"
 }
@@ -36,6 +38,20 @@ assert_bond() {
     for l in $4; do
         admin_up "$1" "$l" || fail "port $l of $2 is not up after ADD"
         [ "$(port_kind "$1" "$l")" = bond_slave ] || fail "$l has no bond port details in ip -d link"
+    done
+}
+
+# assert_opts POD BOND "OPTION VALUE ...": each kernel bond option (as ip -d names it)
+# has the value.
+assert_opts() {
+    local got
+    set -- "$1" "$2" $3
+    local ns=$1 b=$2
+    shift 2
+    while [ $# -ge 2 ]; do
+        got=$(bond_opt "$ns" "$b" "$1")
+        [ "$got" = "$2" ] || fail "$b: kernel has $1 '$got', configured '$2' ($(ipn "$ns" -d link show "$b" | tail -n 1))"
+        shift 2
     done
 }
 
@@ -516,6 +532,238 @@ t_concurrent() {
     done
     n=$(ipam_allocs "$NET")
     [ "$n" -eq 0 ] || fail "host-local still holds $n addresses after 16 DELs"
+}
+
+# Every CNI version the plugin speaks: the result is shaped for the config's version
+# (0.3.x and 0.4.0 carry ips[].version, 1.x does not). Debian's host-local stops at 1.0.0,
+# so 1.1.0 runs without IPAM (ipam is optional): the result lists the interfaces only.
+t_versions() {
+    local v got
+    pair_pod p sw "$GW/24"
+    for v in 0.3.0 0.3.1 0.4.0 1.0.0 1.1.0; do
+        if [ "$v" = 1.1.0 ]; then
+            bondconf "$W/c.json" active-backup true "net1 net2" "{\"cniVersion\": \"$v\", \"ipam\": null}"
+        else
+            bondconf "$W/c.json" active-backup true "net1 net2" "{\"cniVersion\": \"$v\"}"
+        fi
+        cni ADD p bond0 "$W/c.json" "cid-$v"
+        expect_ok "ADD with cniVersion $v"
+        got=$(jout '"\(.cniVersion) \(.ips[0].version // "none") \(if ((.ips // []) | length) > 0 then .interfaces[.ips[0].interface].name else "noip" end) \([.interfaces[].name] | sort | join(","))"')
+        case "$v" in
+        0.*) want="$v 4 bond0 bond0,net1,net2" ;;
+        1.0.0) want="$v none bond0 bond0,net1,net2" ;;
+        *) want="$v none noip bond0,net1,net2" ;;
+        esac
+        [ "$got" = "$want" ] ||
+            fail "cniVersion $v: result should read '$want' (version, ips[0].version, its interface, interfaces), got '$got': $OUT"
+        assert_bond p bond0 active-backup "net1 net2"
+        [ "$v" != 1.1.0 ] || [ -z "$(addrs p bond0)" ] || fail "bond0 has addresses without IPAM: $(addrs p bond0)"
+        cni DEL p bond0 "$W/c.json" "cid-$v"
+        expect_ok "DEL with cniVersion $v"
+        assert_released p bond0 "net1 net2"
+    done
+    assert_ipam_empty "after the DELs"
+}
+
+# A mode given as its number (upstream accepts 0 to 6).
+t_mode_number() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" x true "net1 net2" '{"mode": 6}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD with mode 6"
+    assert_bond p bond0 balance-alb "net1 net2"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+}
+
+# Active-backup options: primary (and so the active port), reselect, delays, peer notifs.
+t_opts_active_backup() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" active-backup true "net1 net2" \
+        '{"failOverMac": "follow", "primary": "net2", "primaryReselect": "better",
+          "updelay": 200, "downdelay": "300", "numPeerNotif": 3, "resendIgmp": 5}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 active-backup "net1 net2"
+    assert_opts p bond0 "miimon 100 fail_over_mac follow primary net2 primary_reselect better updelay 200 downdelay 300 num_grat_arp 3 resend_igmp 5"
+    wait_for 5 sh -c "$IP netns exec p cat /proc/net/bonding/bond0 | grep -qx 'Currently Active Slave: net2'" ||
+        fail "the primary net2 is not the active port: $(bonding_proc p bond0 | tr '\n' ';')"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+}
+
+# 802.3ad options reach the kernel.
+t_opts_lacp() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" 802.3ad true "net1 net2" \
+        '{"lacpRate": 1, "adSelect": "bandwidth", "minLinks": 1, "xmitHashPolicy": "layer2+3"}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 802.3ad "net1 net2"
+    assert_opts p bond0 "lacp_rate fast ad_select bandwidth min_links 1 xmit_hash_policy layer2+3"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+}
+
+# ARP monitoring instead of miimon: targets, validation; the bond passes traffic with it.
+t_opts_arp() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" active-backup true "net1 net2" \
+        '{"miimon": null, "arpInterval": 200, "arpIpTargets": ["10.10.0.1", "10.10.0.2"],
+          "arpValidate": "active", "arpAllTargets": "any", "failOverMac": 1}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 active-backup "net1 net2"
+    assert_opts p bond0 "miimon 0 arp_interval 200 arp_ip_target 10.10.0.1,10.10.0.2 arp_validate active arp_all_targets any"
+    ping_ok p "$GW" || fail "no ping reply over an ARP-monitored bond"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+}
+
+# balance-rr and balance-tlb/alb options.
+t_opts_rr_tlb() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" balance-rr true "net1 net2" '{"packetsPerSlave": 3, "allSlavesActive": 1}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD balance-rr"
+    assert_opts p bond0 "mode balance-rr packets_per_slave 3 all_slaves_active 1"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL balance-rr"
+    assert_released p bond0 "net1 net2"
+    bondconf "$W/t.json" balance-tlb true "net1 net2" '{"tlbDynamicLb": false, "lpInterval": 2}'
+    cni ADD p bond0 "$W/t.json"
+    expect_ok "ADD balance-tlb"
+    assert_opts p bond0 "mode balance-tlb tlb_dynamic_lb 0 lp_interval 2"
+    cni DEL p bond0 "$W/t.json"
+    expect_ok "DEL balance-tlb"
+    assert_released p bond0 "net1 net2"
+}
+
+# An option the mode does not use is refused, naming the mode it needs; nothing changes.
+t_opt_wrong_mode() {
+    pair_pod p sw
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" active-backup true "net1 net2" '{"lacpRate": "fast"}'
+    cni ADD p bond0 "$W/c.json"
+    expect_err "ADD with lacpRate on an active-backup bond" 7
+    err_text | grep -q 802.3ad || fail "the error does not say lacpRate needs 802.3ad: $OUT"
+    same_snapshot p "$W/before" "a refused config changes nothing"
+}
+
+# Two ports with one MAC in balance-alb: fixed with a locally administered unicast MAC
+# (or refused with an error that says so); DEL gives both their MAC back.
+t_dup_mac() {
+    local m1 m2 first
+    pair_pod p sw "$GW/24"
+    must $IP -n p link set net1 address 02:aa:bb:cc:dd:01
+    must $IP -n p link set net2 address 02:aa:bb:cc:dd:01
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" balance-alb true "net1 net2"
+    cni ADD p bond0 "$W/c.json"
+    if [ "$RC" -ne 0 ]; then
+        expect_err "ADD over ports with one MAC"
+        err_text | grep -qi mac || fail "the refusal does not mention the MAC: $OUT"
+        same_snapshot p "$W/before" "refused ADD"
+        return 0
+    fi
+    expect_ok "ADD"
+    assert_bond p bond0 balance-alb "net1 net2"
+    m1=$(mac p net1)
+    m2=$(mac p net2)
+    [ "$m1" != "$m2" ] || fail "balance-alb ports still share MAC $m1"
+    for m in $m1 $m2; do
+        first=$((0x${m%%:*}))
+        [ $((first & 1)) -eq 0 ] || fail "port MAC $m is a multicast address"
+        case "$m" in *[!0-9a-f:]*) fail "port MAC '$m' is not hex" ;; esac
+        [ ${#m} -eq 17 ] || fail "port MAC '$m' is not 6 bytes"
+        [ "$m" = 02:aa:bb:cc:dd:01 ] || [ $((first & 2)) -eq 2 ] ||
+            fail "the replacement MAC $m is not locally administered"
+    done
+    ping_ok p "$GW" || fail "no ping reply over the alb bond"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    same_snapshot p "$W/before" "both ports back to their MAC"
+}
+
+# ADD naming a link that does not exist: an error naming it, the other port untouched.
+t_rollback_missing_link() {
+    pair_pod p sw "$GW/24"
+    must $IP -n p link set net1 up
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" active-backup true "net1 nosuch0"
+    cni ADD p bond0 "$W/c.json"
+    expect_err "ADD with a link that does not exist"
+    err_text | grep -q nosuch0 || fail "the error does not name nosuch0: $OUT"
+    same_snapshot p "$W/before" "failed ADD"
+    assert_ipam_empty "failed ADD"
+}
+
+# A port that already belongs to another bond: refused or rolled back, the other bond
+# keeps its port; in the pod and on the host.
+t_rollback_busy_port() {
+    pair_pod p sw "$GW/24"
+    must $IP -n p link add other type bond mode active-backup
+    must $IP -n p link set net2 master other
+    snapshot p >"$W/before"
+    bondconf "$W/c.json" active-backup true "net1 net2"
+    cni ADD p bond0 "$W/c.json"
+    expect_err "ADD with net2 already a port of bond 'other'"
+    err_text | grep -q net2 || fail "the error does not name net2: $OUT"
+    same_snapshot p "$W/before" "failed ADD in the pod"
+
+    pod q
+    vf host hvf1 sw sq1
+    vf host hvf2 sw sq2
+    must $IP link add hb0 type bond mode active-backup
+    must $IP link set hvf2 master hb0
+    snapshot host >"$W/host.before"
+    snapshot q >"$W/q.before"
+    bondconf "$W/f.json" active-backup false "hvf1 hvf2"
+    cni ADD q bond0 "$W/f.json" cid-q
+    expect_err "ADD with host link hvf2 a port of host bond hb0"
+    err_text | grep -q hvf2 || fail "the error does not name hvf2: $OUT"
+    same_snapshot host "$W/host.before" "failed ADD on the host"
+    same_snapshot q "$W/q.before" "failed ADD in pod q"
+    assert_ipam_empty "failed ADDs"
+}
+
+# Two pods ask for the same host links at once: one gets them, the other fails cleanly.
+t_race_host_links() {
+    local ok=0 won lost i
+    pod a
+    pod b
+    switch sw "$GW/24"
+    vf host hvf1 sw sr1
+    vf host hvf2 sw sr2
+    bondconf "$W/c.json" active-backup false "hvf1 hvf2"
+    for i in a b; do
+        (CNI_COMMAND=ADD CNI_CONTAINERID="cid-$i" CNI_NETNS="$NETNS_DIR/$i" CNI_IFNAME=bond0 \
+            CNI_PATH=$CNI_BIN timeout 120 $BOND <"$W/c.json" >"$W/$i.out" 2>"$W/$i.err"
+        echo $? >"$W/$i.rc") &
+    done
+    wait
+    for i in a b; do
+        note "$i: exit $(cat "$W/$i.rc") $(cat "$W/$i.out") $(head -c 500 "$W/$i.err")"
+        [ "$(cat "$W/$i.rc")" = 0 ] && ok=$((ok + 1)) && won=$i
+    done
+    [ $ok -eq 1 ] || fail "$ok of 2 racing ADDs for the same host links succeeded, expected exactly 1"
+    lost=a
+    [ "$won" = a ] && lost=b
+    OUT=$(cat "$W/$lost.out")
+    RC=$(cat "$W/$lost.rc")
+    expect_err "the losing ADD ($lost)"
+    assert_bond "$won" bond0 active-backup "hvf1 hvf2"
+    [ -z "$(links "$lost")" ] || fail "the losing pod $lost has links: $(links "$lost" | tr '\n' ';')"
+    ! has_link host hvf1 && ! has_link host hvf2 || fail "a host link stayed on the host"
+    [ "$(ipam_allocs "$NET")" -eq 1 ] || fail "host-local holds $(ipam_allocs "$NET") addresses, expected the winner's only"
+    cni DEL "$won" bond0 "$W/c.json" "cid-$won"
+    expect_ok "DEL of the winner"
+    has_link host hvf1 && has_link host hvf2 || fail "the host links did not come back after DEL"
+    assert_ipam_empty "after DEL"
 }
 
 # The seed's SR-IOV failover NAD, byte for byte apart from the subnet's switch.

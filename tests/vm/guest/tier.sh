@@ -6,6 +6,7 @@
 # name | function and arguments (scenarios.sh)
 SCENARIOS='
 version-lists-supported-versions|t_version
+results-shaped-for-each-cni-version|t_versions
 mode-balance-rr|t_mode balance-rr
 mode-active-backup|t_mode active-backup
 mode-balance-xor|t_mode balance-xor
@@ -13,6 +14,13 @@ mode-broadcast|t_mode broadcast
 mode-802.3ad|t_mode 802.3ad
 mode-balance-tlb|t_mode balance-tlb
 mode-balance-alb|t_mode balance-alb
+mode-given-as-number|t_mode_number
+options-active-backup-primary-delays|t_opts_active_backup
+options-802.3ad-lacp|t_opts_lacp
+options-arp-monitoring|t_opts_arp
+options-balance-rr-and-tlb|t_opts_rr_tlb
+option-for-another-mode-is-refused|t_opt_wrong_mode
+duplicate-port-macs-in-alb|t_dup_mac
 active-backup-failover-keeps-traffic|t_failover
 802.3ad-aggregates-with-peer-bond|t_lacp
 links-in-container-true|t_lic_true
@@ -29,8 +37,11 @@ ipam-host-local-address-and-routes|t_ipam_host_local
 ipam-static-addresses-routes-dns|t_ipam_static
 rollback-when-ipam-config-fails|t_rollback_ipam_config
 rollback-when-ipam-range-exhausted|t_rollback_ipam_exhausted
+rollback-when-a-link-is-missing|t_rollback_missing_link
+rollback-when-a-port-belongs-to-another-bond|t_rollback_busy_port
 bad-mode-is-code-7-and-changes-nothing|t_bad_mode
 sixteen-concurrent-adds|t_concurrent
+racing-adds-for-the-same-host-links|t_race_host_links
 seed-sriov-failover-config|t_seed_sriov_failover
 '
 IP=/usr/sbin/ip
