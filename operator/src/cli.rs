@@ -24,6 +24,36 @@ pub enum Command {
     Crds,
     /// Node agent: install the bond plugin, publish this node's SR-IOV PFs.
     Agent(AgentArgs),
+    /// Controller: reconcile BondNetworks into device-plugin config, NADs and status.
+    Controller(ControllerArgs),
+}
+
+/// Flags of `bondnet controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    #[command(flatten)]
+    pub device_plugin: DevicePluginArgs,
+
+    /// Label selector of the SR-IOV device-plugin pods (in the device-plugin namespace) to
+    /// restart on nodes whose config changed; unset leaves restarts to you.
+    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_SELECTOR")]
+    pub device_plugin_selector: Option<String>,
+
+    /// Namespace of the leader Lease (the controller's own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = keys::DEVICE_PLUGIN_NAMESPACE)]
+    pub lease_namespace: String,
+
+    /// Name of the leader Lease.
+    #[arg(long, env = "BONDNET_LEASE_NAME", default_value = "bondnet-controller")]
+    pub lease_name: String,
+
+    /// This replica's identity in the Lease (its pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: String,
+
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "BONDNET_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: std::net::SocketAddr,
 }
 
 /// Flags of `bondnet agent`.

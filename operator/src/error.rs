@@ -74,6 +74,31 @@ pub enum Error {
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
 
+    /// An API request of the controller failed; `step` says which (get, list, apply, delete).
+    #[error("cannot {step} {object}: {source}")]
+    Kube {
+        step: KubeStep,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    /// kube-runtime's finalizer helper failed around our reconcile.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    /// The metrics and health server could not start.
+    #[error("cannot serve metrics on {address}: {source}")]
+    Serve {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Leadership was lost; the process exits so another replica takes over.
+    #[error("lost the leader lease {lease}")]
+    LostLease { lease: String },
+
     /// An object could not be rendered as YAML.
     #[error("cannot render {what} as YAML: {source}")]
     RenderYaml {
@@ -99,8 +124,63 @@ impl Error {
             Self::Install(_) => "Install",
             Self::Publish { .. } => "Publish",
             Self::Client(_) => "Client",
+            Self::Kube { step, .. } => step.category(),
+            Self::Finalizer(_) => "Finalizer",
+            Self::Serve { .. } => "Serve",
+            Self::LostLease { .. } => "LostLease",
             Self::Runtime(_) => "Runtime",
             Self::RenderYaml { .. } => "RenderYaml",
+        }
+    }
+}
+
+/// Which kind of API request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeStep {
+    /// Reading one object.
+    Get,
+    /// Listing objects.
+    List,
+    /// Server-side apply.
+    Apply,
+    /// Deleting objects.
+    Delete,
+    /// Publishing an Event.
+    Event,
+}
+
+impl KubeStep {
+    fn category(self) -> &'static str {
+        match self {
+            Self::Get => "GetFailed",
+            Self::List => "ListFailed",
+            Self::Apply => "ApplyFailed",
+            Self::Delete => "DeleteFailed",
+            Self::Event => "EventFailed",
+        }
+    }
+}
+
+impl std::fmt::Display for KubeStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Get => "get",
+            Self::List => "list",
+            Self::Apply => "apply",
+            Self::Delete => "delete",
+            Self::Event => "publish an event for",
+        })
+    }
+}
+
+impl Error {
+    /// Wraps a client error with the step and object it concerns.
+    pub fn kube(step: KubeStep, object: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let object = object.into();
+        move |source| Self::Kube {
+            step,
+            object,
+            source,
         }
     }
 }

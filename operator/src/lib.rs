@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod error;
 pub mod fixtures;
 #[cfg(test)]

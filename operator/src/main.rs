@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use bondnet::cli::{AgentArgs, Cli, Command};
+use bondnet::cli::{AgentArgs, Cli, Command, ControllerArgs};
 use bondnet::Error;
 
 fn main() -> ExitCode {
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         ),
         Command::Crds => bondnet::offline::run_crds(&mut std::io::stdout().lock()),
         Command::Agent(args) => block_on(agent(args)),
+        Command::Controller(args) => block_on(controller(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,4 +49,24 @@ async fn agent(args: AgentArgs) -> bondnet::Result<()> {
         interval: Duration::from_secs(args.interval_seconds),
     };
     bondnet::agent::run(client, config).await
+}
+
+async fn controller(args: ControllerArgs) -> bondnet::Result<()> {
+    let client = kube::Client::try_default().await.map_err(Error::Client)?;
+    let config = bondnet::controller::Config {
+        settings: bondnet::plan::Settings {
+            device_plugin_namespace: args.device_plugin.device_plugin_namespace,
+            device_plugin_configmap: args.device_plugin.device_plugin_configmap,
+        },
+        device_plugin_selector: args.device_plugin_selector,
+        lease: bondnet::controller::lease::LeaseConfig {
+            namespace: args.lease_namespace,
+            name: args.lease_name,
+            identity: args.identity,
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        },
+        metrics_address: args.metrics_address,
+    };
+    bondnet::controller::run(client, config).await
 }

@@ -41,6 +41,24 @@ impl MockApi {
         status: StatusCode,
         response: serde_json::Value,
     ) -> Seen {
+        self.expect_with(method, path, status, |_| response).await
+    }
+
+    /// Like [`expect`](Self::expect), answering 200 with the request's own body (as an apply
+    /// or create returns the object).
+    pub async fn expect_echo(&mut self, method: Method, path: &str) -> Seen {
+        self.expect_with(method, path, StatusCode::OK, Clone::clone)
+            .await
+    }
+
+    /// Like [`expect`](Self::expect), computing the response from the request body.
+    pub async fn expect_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        status: StatusCode,
+        response: impl FnOnce(&serde_json::Value) -> serde_json::Value,
+    ) -> Seen {
         let next = tokio::time::timeout(Duration::from_secs(1), self.handle.next_request()).await;
         let (request, send) = next
             .unwrap_or_else(|_| panic!("no request arrived; expected {method} {path}"))
@@ -58,6 +76,7 @@ impl MockApi {
         } else {
             serde_json::from_slice(&bytes).expect("request body is JSON")
         };
+        let response = response(&body);
         let reply = Response::builder()
             .status(status)
             .body(Body::from(

@@ -1,0 +1,142 @@
+//! `bondnet controller`: kube-runtime's Controller on BondNetwork. It owns the NADs it
+//! writes, re-plans every network when BondNodeStates or Node labels change, and runs only
+//! while it holds the leader Lease.
+//!
+//! ```text
+//!  watches: BondNetwork ─┐            ┌─ reconcile.rs: stores -> plan -> apply
+//!           NADs (owned) ├─ Controller┤
+//!  BondNodeState, Node ──┘ (all)      └─ error_policy: count, back off
+//! ```
+
+pub mod apply;
+pub mod lease;
+pub mod reconcile;
+pub mod serve;
+pub mod status;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{stream, StreamExt};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, reflector};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+
+use crate::api::bond_network::BondNetwork;
+use crate::api::bond_node_state::BondNodeState;
+use crate::api::keys;
+use crate::api::nad::NetworkAttachmentDefinition;
+use crate::error::Result;
+use crate::plan::Settings;
+use crate::telemetry::Metrics;
+
+pub use reconcile::Context;
+
+/// Everything `bondnet controller` is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the device-plugin ConfigMap goes.
+    pub settings: Settings,
+    /// Label selector of device-plugin pods to restart when their node's config changes.
+    pub device_plugin_selector: Option<String>,
+    /// The leader Lease.
+    pub lease: lease::LeaseConfig,
+    /// Address of `/metrics`, `/healthz`, `/readyz`.
+    pub metrics_address: SocketAddr,
+}
+
+/// Runs the controller until a shutdown signal or the loss of the lease.
+pub async fn run(client: Client, config: Config) -> Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = tokio::spawn(serve::serve(
+        config.metrics_address,
+        metrics.clone(),
+        ready.clone(),
+    ));
+
+    lease::acquire(&client, &config.lease).await?;
+    metrics.leader.set(1);
+    tracing::info!(identity = %config.lease.identity, "leading");
+
+    let (nodes, node_writer) = reflector::store::<BondNodeState>();
+    let node_changes = reflector(
+        node_writer,
+        watcher(
+            Api::<BondNodeState>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(|event| async move { event.ok().map(|_| ()) });
+    let (node_meta, meta_writer) = reflector::store();
+    let label_changes = reflector(
+        meta_writer,
+        watcher(
+            Api::<PartialObjectMeta<Node>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(|event| async move { event.ok().map(|_| ()) });
+
+    let controller = Controller::new(
+        Api::<BondNetwork>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(ControllerConfig::default().debounce(Duration::from_secs(1)));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings: config.settings.clone(),
+        device_plugin_selector: config.device_plugin_selector.clone(),
+        networks: controller.store(),
+        nodes,
+        node_meta,
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: keys::FIELD_MANAGER.to_owned(),
+                instance: Some(config.lease.identity.clone()),
+            },
+        ),
+        metrics: metrics.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let managed = format!("{}={}", keys::LABEL_MANAGED_BY, keys::MANAGED_BY);
+    let running = controller
+        .owns(
+            Api::<NetworkAttachmentDefinition>::all(client.clone()),
+            watcher::Config::default().labels(&managed),
+        )
+        .reconcile_all_on(stream::select(node_changes, label_changes))
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(bond_network = %object, "reconciled"),
+                Err(err) => tracing::debug!(error = %err, "reconcile request failed"),
+            }
+        });
+    ready.store(true, Ordering::Relaxed);
+    let outcome = tokio::select! {
+        () = running => Ok(()),
+        lost = lease::hold(&client, &config.lease) => Err(lost),
+    };
+    ready.store(false, Ordering::Relaxed);
+    metrics.leader.set(0);
+    server.abort();
+    outcome
+}
+
+#[cfg(test)]
+mod tests;
