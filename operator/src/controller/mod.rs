@@ -13,6 +13,7 @@ pub mod lease;
 pub mod reconcile;
 pub mod serve;
 pub mod status;
+pub mod triggers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,12 +21,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{stream, StreamExt};
+use futures::{future, stream, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, reflector};
+use kube::runtime::reflector;
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
@@ -68,33 +69,38 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
     tracing::info!(identity = %config.lease.identity, "leading");
 
     let (nodes, node_writer) = reflector::store::<BondNodeState>();
-    let node_changes = reflector(
-        node_writer,
-        watcher(
-            Api::<BondNodeState>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+    let mut pf_filter = triggers::ChangeFilter::new(triggers::node_state_property);
+    let node_changes = watcher(
+        Api::<BondNodeState>::all(client.clone()),
+        watcher::Config::default(),
     )
     .default_backoff()
-    .touched_objects()
-    .filter_map(|event| async move { event.ok().map(|_| ()) });
+    .reflect(node_writer)
+    .filter_map(move |event| {
+        future::ready(event.ok().filter(|e| pf_filter.observe(e)).map(|_| ()))
+    });
     let (node_meta, meta_writer) = reflector::store();
-    let label_changes = reflector(
-        meta_writer,
-        watcher(
-            Api::<PartialObjectMeta<Node>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
+    let mut label_filter = triggers::ChangeFilter::new(triggers::node_labels_property);
+    let label_changes = watcher(
+        Api::<PartialObjectMeta<Node>>::all(client.clone()),
+        watcher::Config::default(),
     )
     .default_backoff()
-    .touched_objects()
-    .filter_map(|event| async move { event.ok().map(|_| ()) });
+    .reflect(meta_writer)
+    .filter_map(move |event| {
+        future::ready(event.ok().filter(|e| label_filter.observe(e)).map(|_| ()))
+    });
 
     let controller = Controller::new(
         Api::<BondNetwork>::all(client.clone()),
         watcher::Config::default(),
     )
-    .with_config(ControllerConfig::default().debounce(Duration::from_secs(1)));
+    .with_config(
+        // One reconcile at a time: each writes the shared device-plugin ConfigMap.
+        ControllerConfig::default()
+            .debounce(Duration::from_secs(1))
+            .concurrency(1),
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: config.settings.clone(),

@@ -1,0 +1,119 @@
+//! Which watch events of other kinds re-plan every network. Agents rewrite their
+//! BondNodeState's `lastSeen` on every scan; re-planning on each heartbeat would keep the
+//! controller busy for nothing, so only a change in the property that matters (a node's PFs,
+//! a Node's labels), a deletion, or the end of the initial list triggers.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::PartialObjectMeta;
+use kube::runtime::watcher::Event;
+use kube::ResourceExt;
+
+use crate::api::bond_node_state::BondNodeState;
+
+/// Remembers one hashed property per object and says when an event changes it.
+pub struct ChangeFilter<K> {
+    property: fn(&K) -> u64,
+    seen: HashMap<String, u64>,
+}
+
+impl<K: kube::Resource> ChangeFilter<K> {
+    /// A filter on the property `property` hashes.
+    pub fn new(property: fn(&K) -> u64) -> Self {
+        Self {
+            property,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// True when `event` should re-plan.
+    pub fn observe(&mut self, event: &Event<K>) -> bool {
+        match event {
+            Event::Init => false,
+            // During the initial list, remember; the list's end triggers once.
+            Event::InitApply(object) => {
+                self.seen.insert(object.name_any(), (self.property)(object));
+                false
+            }
+            Event::InitDone => true,
+            Event::Apply(object) => {
+                let hash = (self.property)(object);
+                self.seen.insert(object.name_any(), hash) != Some(hash)
+            }
+            Event::Delete(object) => {
+                self.seen.remove(&object.name_any());
+                true
+            }
+        }
+    }
+}
+
+fn hash_of(value: &impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A BondNodeState's PFs and labels (not its heartbeat).
+pub fn node_state_property(state: &BondNodeState) -> u64 {
+    let pfs = state
+        .status
+        .as_ref()
+        .map(|s| serde_json::to_string(&s.pfs).unwrap_or_default());
+    hash_of(&(pfs, state.labels()))
+}
+
+/// A Node's labels.
+pub fn node_labels_property(node: &PartialObjectMeta<Node>) -> u64 {
+    hash_of(node.labels())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{e810_pf, node};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn state(vfs: u32, seen: &str) -> BondNodeState {
+        let mut state = node("n1", &[], vec![e810_pf("ens1f0", "0000:3b:00", 0, vfs)]);
+        if let Some(status) = state.status.as_mut() {
+            status.last_seen = Some(Time(seen.parse().expect("time")));
+        }
+        state
+    }
+
+    #[test]
+    fn heartbeats_do_not_replan_but_pf_changes_and_deletions_do() {
+        let mut filter = ChangeFilter::new(node_state_property);
+        assert!(!filter.observe(&Event::Init));
+        assert!(!filter.observe(&Event::InitApply(state(8, "2026-01-01T00:00:00Z"))));
+        assert!(filter.observe(&Event::InitDone));
+        assert!(
+            !filter.observe(&Event::Apply(state(8, "2026-01-01T00:01:00Z"))),
+            "heartbeat"
+        );
+        assert!(
+            filter.observe(&Event::Apply(state(16, "2026-01-01T00:02:00Z"))),
+            "more VFs"
+        );
+        assert!(filter.observe(&Event::Delete(state(16, "2026-01-01T00:02:00Z"))));
+        assert!(
+            filter.observe(&Event::Apply(state(16, "2026-01-01T00:03:00Z"))),
+            "back again"
+        );
+    }
+
+    #[test]
+    fn node_label_changes_replan() {
+        let mut filter = ChangeFilter::new(node_labels_property);
+        let mut meta = PartialObjectMeta::<Node>::default();
+        meta.metadata.name = Some("n1".into());
+        assert!(filter.observe(&Event::Apply(meta.clone())));
+        assert!(!filter.observe(&Event::Apply(meta.clone())));
+        meta.metadata.labels = Some([("pool".to_owned(), "a".to_owned())].into());
+        assert!(filter.observe(&Event::Apply(meta)));
+    }
+}
