@@ -8,7 +8,9 @@
 //!   with what a Go plugin pays just to start);
 //! - IPAM delegation: host-local's own ADD+DEL with the same config;
 //! - the plugin's phases as it measures them itself (`BONDNET_TIMINGS=1`): total,
-//!   netlink, IPAM, per ADD+DEL.
+//!   netlink, IPAM, per ADD+DEL;
+//! - a floor for the kernel's own work: the same link changes (create, enslave, up,
+//!   address; release, delete) as one `ip -batch` process each way, less `ip -V`.
 //!
 //! Usage (in the guest, as root): `bond-bench [--cycles N] [--bond PATH] [--cni-path DIR]`.
 
@@ -105,6 +107,45 @@ fn cni_call(bin: &str, command: &str, cni_path: &str, config: &str, timings: boo
     }
 }
 
+/// Wall time of one `ip` process, in milliseconds.
+fn timed_ip(args: &[&str]) -> Result<f64, String> {
+    let start = Instant::now();
+    let out = Command::new(IP)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run {IP}: {e}"))?;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if out.status.success() {
+        Ok(ms)
+    } else {
+        Err(format!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// What the plugin's ADD and DEL ask of the kernel, as `ip -batch` files.
+const IP_ADD_BATCH: &str = "link add bond0 type bond mode active-backup miimon 100 fail_over_mac 1
+link set net1 down
+link set net1 master bond0
+link set net1 up
+link set net2 down
+link set net2 master bond0
+link set net2 up
+link set bond0 up
+addr add 10.77.0.200/24 dev bond0
+";
+const IP_DEL_BATCH: &str = "link set net1 nomaster
+link set net2 nomaster
+link set net1 down
+link set net2 down
+link del bond0
+";
+
 fn ip(args: &[&str]) -> Result<(), String> {
     let st = Command::new(IP)
         .args(args)
@@ -167,6 +208,8 @@ struct Series {
     version: Vec<f64>,
     go_version: Vec<f64>,
     ipam: Vec<f64>,
+    ip_batch: Vec<f64>,
+    ip_start: Vec<f64>,
 }
 
 fn us_to_ms(us: u64) -> f64 {
@@ -246,6 +289,24 @@ fn bench(o: &Opts) -> Result<Series, String> {
             s.ipam.push(add.ms + del.ms);
         }
     }
+    let dir = std::env::temp_dir();
+    let add_file = dir.join("bench-add.batch");
+    let del_file = dir.join("bench-del.batch");
+    std::fs::write(&add_file, IP_ADD_BATCH).map_err(|e| format!("writing a batch file: {e}"))?;
+    std::fs::write(&del_file, IP_DEL_BATCH).map_err(|e| format!("writing a batch file: {e}"))?;
+    let (add_path, del_path) = (
+        add_file.to_string_lossy().into_owned(),
+        del_file.to_string_lossy().into_owned(),
+    );
+    for i in 0..(WARMUP + o.cycles) {
+        let add = timed_ip(&["-n", POD, "-batch", &add_path])?;
+        let del = timed_ip(&["-n", POD, "-batch", &del_path])?;
+        let start = timed_ip(&["-V"])?;
+        if i >= WARMUP {
+            s.ip_batch.push(add + del);
+            s.ip_start.push(start);
+        }
+    }
     Ok(s)
 }
 
@@ -284,15 +345,23 @@ fn report(o: &Opts, s: &Series) {
     row("    the rest (config, netns, locks, JSON)", &s.plugin_rest);
     println!("  for comparison");
     row("  Go process start: host-local VERSION", &s.go_version);
-    if let (Some(c), Some(n), Some(v), Some(g)) = (
+    row("  same link changes by ip -batch, ADD + DEL", &s.ip_batch);
+    row("    of which ip start (ip -V), twice", &s.ip_start);
+    if let (Some(c), Some(n), Some(v), Some(g), Some(b), Some(ips)) = (
         Summary::of(&s.cycle),
         Summary::of(&s.plugin_netlink),
         Summary::of(&s.version),
         Summary::of(&s.go_version),
+        Summary::of(&s.ip_batch),
+        Summary::of(&s.ip_start),
     ) {
+        let floor = (b.median - 2.0 * ips.median).max(0.0);
         println!(
-            "  medians: netlink work is {:.0}% of the cycle; bond starts in {:.2} ms, a Go plugin in {:.2} ms",
+            "  medians: netlink work is {:.0}% of the cycle and {:.2} ms against a kernel floor of {:.2} ms \
+             (ip -batch less its two starts); bond starts in {:.2} ms, a Go plugin in {:.2} ms",
             100.0 * n.median / c.median,
+            n.median,
+            floor,
             v.median,
             g.median
         );

@@ -25,12 +25,13 @@ active-backup-failover-keeps-traffic|t_failover
 802.3ad-aggregates-with-peer-bond|t_lacp
 links-in-container-true|t_lic_true
 links-in-container-false-moves-links-and-back|t_lic_false
-links-in-container-false-refuses-addressed-host-link|t_lic_false_refuses_addressed
+links-in-container-false-refuses-node-address-or-route-link|t_lic_false_refuses_addressed
 mtu-set-applies-to-bond-and-ports|t_mtu_set
 mtu-omitted-takes-smallest-port-mtu|t_mtu_omitted
 del-restores-mac-mtu-admin-state|t_restore
 del-twice-succeeds|t_del_twice
 del-after-netns-gone-succeeds|t_del_netns_gone
+del-when-bond-or-port-already-gone|t_del_partly_gone
 check-passes-on-good-bond|t_check_good
 check-catches-removed-port|t_check_removed
 ipam-host-local-address-and-routes|t_ipam_host_local
@@ -39,6 +40,7 @@ rollback-when-ipam-config-fails|t_rollback_ipam_config
 rollback-when-ipam-range-exhausted|t_rollback_ipam_exhausted
 rollback-when-a-link-is-missing|t_rollback_missing_link
 rollback-when-a-port-belongs-to-another-bond|t_rollback_busy_port
+second-add-for-same-ifname-keeps-the-first|t_add_existing_ifname
 bad-mode-is-code-7-and-changes-nothing|t_bad_mode
 sixteen-concurrent-adds|t_concurrent
 racing-adds-for-the-same-host-links|t_race_host_links
