@@ -545,6 +545,109 @@ t_add_existing_ifname() {
     assert_released p bond0 "net1 net2"
 }
 
+# Two bond attachments in one pod (two bond NADs): DEL of one leaves the other whole.
+t_two_bonds() {
+    pair_pod p sw "$GW/24"
+    vf p net3 sw pp3
+    vf p net4 sw pp4
+    bondconf "$W/a.json" active-backup true "net1 net2"
+    bondconf "$W/b.json" balance-xor true "net3 net4"
+    cni ADD p bond0 "$W/a.json" cid-p
+    expect_ok "ADD bond0"
+    cni ADD p bond1 "$W/b.json" cid-p
+    expect_ok "ADD bond1"
+    assert_bond p bond0 active-backup "net1 net2"
+    assert_bond p bond1 balance-xor "net3 net4"
+    [ "$(ipam_allocs "$NET")" -eq 2 ] || fail "host-local holds $(ipam_allocs "$NET") addresses for two bonds"
+    { links p | grep -e '^bond1 ' -e '^net3 ' -e '^net4 '; addrs p bond1; } >"$W/bond1.before"
+    cni DEL p bond0 "$W/a.json" cid-p
+    expect_ok "DEL bond0"
+    assert_released p bond0 "net1 net2"
+    { links p | grep -e '^bond1 ' -e '^net3 ' -e '^net4 '; addrs p bond1; } >"$W/bond1.after"
+    cmp -s "$W/bond1.before" "$W/bond1.after" ||
+        fail "DEL of bond0 changed bond1: was [$(tr '\n' ';' <"$W/bond1.before")] now [$(tr '\n' ';' <"$W/bond1.after")]"
+    [ "$(ipam_allocs "$NET")" -eq 1 ] || fail "host-local holds $(ipam_allocs "$NET") addresses, expected bond1's only"
+    cni DEL p bond1 "$W/b.json" cid-p
+    expect_ok "DEL bond1"
+    assert_released p bond1 "net3 net4"
+    assert_ipam_empty "after both DELs"
+}
+
+# Protocol errors reach the runtime with the spec's codes, and change nothing.
+t_protocol_errors() {
+    pair_pod p sw
+    snapshot p >"$W/before"
+    echo 'this is not json' >"$W/bad.json"
+    cni ADD p bond0 "$W/bad.json"
+    expect_err "ADD with a config that is not JSON" 6
+    bondconf "$W/v.json" active-backup true "net1 net2" '{"cniVersion": "9.9.9"}'
+    cni ADD p bond0 "$W/v.json"
+    expect_err "ADD with cniVersion 9.9.9" 1
+    bondconf "$W/c.json" active-backup true "net1 net2"
+    cni ADD - bond0 "$W/c.json"
+    expect_err "ADD without CNI_NETNS" 4
+    cni ADD p "" "$W/c.json"
+    expect_err "ADD without CNI_IFNAME" 4
+    same_snapshot p "$W/before" "refused calls change nothing"
+    assert_ipam_empty "refused calls allocate nothing"
+}
+
+# logFile/logLevel: the logs go to the file, stdout carries only the result.
+t_log_file() {
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" active-backup true "net1 net2" "{\"logFile\": \"$W/plugin.log\", \"logLevel\": \"debug\"}"
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD with logFile"
+    [ "$(jout '.interfaces[0].name')" = bond0 ] || fail "stdout is not just the result: $OUT"
+    [ -s "$W/plugin.log" ] || fail "logFile $W/plugin.log is empty or missing"
+    grep -q bond0 "$W/plugin.log" || fail "the debug log does not mention bond0: $(head -c 300 "$W/plugin.log")"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+}
+
+# STATUS (1.1.0) passes while the bonding driver is there and fails, saying so, when it
+# is not (rmmod'ed, and not in this guest's module tree).
+t_status() {
+    bondconf "$W/c.json" active-backup true "net1 net2" '{"cniVersion": "1.1.0", "ipam": null}'
+    cni STATUS - "" "$W/c.json" ""
+    expect_ok "STATUS with bonding loaded"
+    must rmmod bonding
+    cni STATUS - "" "$W/c.json" ""
+    insmod /lib/modules/bonding.ko max_bonds=0 >>"$W/log" 2>&1 || fail "cannot load bonding.ko again"
+    expect_err "STATUS without the bonding driver"
+    err_text | grep -qi bonding || fail "STATUS's error does not mention bonding: $OUT"
+    cni STATUS - "" "$W/c.json" ""
+    expect_ok "STATUS with bonding loaded again"
+}
+
+# GC (1.1.0): attachments not in cni.dev/valid-attachments lose their saved state; the
+# valid one keeps it and its bond; DEL still works after GC.
+t_gc() {
+    local st="$W/state"
+    pair_pod a sw "$GW/24"
+    pod b
+    vf b net1 sw pb1
+    vf b net2 sw pb2
+    bondconf "$W/c.json" active-backup true "net1 net2" "{\"cniVersion\": \"1.1.0\", \"ipam\": null, \"stateDir\": \"$st\"}"
+    cni ADD a bond0 "$W/c.json" cid-a
+    expect_ok "ADD a"
+    cni ADD b bond0 "$W/c.json" cid-b
+    expect_ok "ADD b"
+    [ "$(ls "$st" | grep -c .)" -eq 2 ] || fail "expected 2 saved states in $st: $(ls "$st")"
+    jq -M '. + {"cni.dev/valid-attachments": [{"containerID": "cid-a", "ifname": "bond0"}]}' "$W/c.json" >"$W/gc.json"
+    cni GC - "" "$W/gc.json" ""
+    expect_ok "GC keeping cid-a"
+    [ "$(ls "$st" | tr '\n' ' ')" = "cid-a@bond0.json " ] || fail "after GC the state dir holds: $(ls "$st" | tr '\n' ' ')"
+    assert_bond a bond0 active-backup "net1 net2"
+    cni DEL b bond0 "$W/c.json" cid-b
+    expect_ok "DEL b after GC dropped its state"
+    assert_released b bond0 "net1 net2"
+    cni DEL a bond0 "$W/c.json" cid-a
+    expect_ok "DEL a"
+    assert_released a bond0 "net1 net2"
+}
+
 # An unknown mode: code 7 (invalid network config), nothing touched.
 t_bad_mode() {
     pair_pod p sw
@@ -866,6 +969,8 @@ t_race_host_links() {
 t_seed_sriov_failover() {
     pair_pod p sw "10.56.217.1/24"
     seed_conf >"$W/c.json"
+    # What Multus passes along.
+    CNI_ARGS_EXTRA="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=test-pod;K8S_POD_INFRA_CONTAINER_ID=cid-p"
     cni ADD p bond0 "$W/c.json"
     expect_ok "ADD with the seed config"
     [ "$(jout '.cniVersion')" = 0.3.1 ] || fail "result is not shaped for cniVersion 0.3.1: $OUT"

@@ -42,6 +42,11 @@ rollback-when-a-link-is-missing|t_rollback_missing_link
 rollback-when-a-port-belongs-to-another-bond|t_rollback_busy_port
 second-add-for-same-ifname-keeps-the-first|t_add_existing_ifname
 bad-mode-is-code-7-and-changes-nothing|t_bad_mode
+protocol-errors-have-spec-codes|t_protocol_errors
+two-bonds-in-one-pod|t_two_bonds
+log-file-takes-the-logs|t_log_file
+status-reports-the-bonding-driver|t_status
+gc-forgets-attachments-not-valid|t_gc
 sixteen-concurrent-adds|t_concurrent
 racing-adds-for-the-same-host-links|t_race_host_links
 seed-sriov-failover-config|t_seed_sriov_failover
