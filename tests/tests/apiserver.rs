@@ -633,3 +633,674 @@ async fn schema_defaults_fill_an_empty_bond_network_and_unknown_fields_are_refus
         .expect_err("an unknown field is refused");
     assert!(err.to_string().contains("miimonn"), "{err}");
 }
+
+// === the bondnet binary, and the kinds the controller needs ===
+
+/// The `bondnet` binary: `BONDNET_BIN`, or target/debug/bondnet, built here when it is missing
+/// or older than the operator's sources.
+fn bondnet_bin() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("BONDNET_BIN") {
+            return PathBuf::from(bin);
+        }
+        let bin = repo_root().join("target/debug/bondnet");
+        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+        let sources = newest_mtime(&repo_root().join("operator/src"));
+        if built.is_none() || built < sources {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-p", "bondnet-operator", "--bin", "bondnet"])
+                .current_dir(repo_root())
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "cargo build -p bondnet-operator failed");
+        }
+        bin
+    })
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+/// A `bondnet` subcommand running against the test's server, logging to a file in its
+/// directory; stopped with SIGTERM (then SIGKILL) on drop.
+struct Bondnet {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Bondnet {
+    fn start(server: &Server, name: &str, args: &[&str]) -> Bondnet {
+        let log = server.dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("create a log file");
+        let child = Command::new(bondnet_bin())
+            .args(args)
+            .env("KUBECONFIG", &server.kubeconfig)
+            .env("RUST_LOG", "info,bondnet=debug")
+            .stdout(file.try_clone().expect("clone the log file"))
+            .stderr(file)
+            .spawn()
+            .expect("start bondnet");
+        Bondnet { child, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it is still running (a crash shows here, with its log).
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("bondnet exited ({status}):\n{}", self.log());
+        }
+    }
+
+    /// Peak resident memory so far, in KiB (VmHWM).
+    #[allow(dead_code)]
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Bondnet {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.log.display(), self.log());
+        }
+    }
+}
+
+/// Installs the stand-ins for the kinds the controller needs and this server lacks
+/// (tests/apiserver/stand-ins.yaml: ConfigMap and Node at their core paths through the thin
+/// main, Lease and Event as CRDs under their real groups).
+async fn install_stand_ins(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for doc in yaml_documents(&script("stand-ins.yaml")) {
+        let crd: CustomResourceDefinition = serde_json::from_value(doc).expect("a CRD");
+        let name = crd.metadata.name.clone().expect("a name");
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("stand-in CRD {name} refused: {e}"));
+        names.push(name);
+    }
+    for name in &names {
+        tokio::time::timeout(
+            TIMEOUT,
+            await_condition(api.clone(), name, conditions::is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("stand-in CRD {name} not Established"))
+        .expect("watch a stand-in CRD");
+    }
+}
+
+fn dynamic_api(
+    client: &Client,
+    gvk: &GroupVersionKind,
+    plural: &str,
+    ns: Option<&str>,
+) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk_with_plural(gvk, plural);
+    match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+fn node_states(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("bondnet.io", "v1alpha1", "BondNodeState");
+    dynamic_api(client, &gvk, "bondnodestates", None)
+}
+
+fn nads(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition");
+    dynamic_api(client, &gvk, "network-attachment-definitions", Some(ns))
+}
+
+/// Applies one object (and its status, through the status subresource) from a document.
+async fn apply_document(client: &Client, doc: &Value) {
+    let gvk = gvk_of(doc);
+    let name = doc["metadata"]["name"].as_str().expect("a name");
+    let (plural, namespaced) = match gvk.kind.as_str() {
+        "Node" => ("nodes", false),
+        "BondNodeState" => ("bondnodestates", false),
+        "BondNetwork" => ("bondnetworks", true),
+        other => panic!("no plural known for {other}"),
+    };
+    let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+    let api = dynamic_api(client, &gvk, plural, namespaced.then_some(ns));
+    let params = PatchParams::apply(MANAGER).force();
+    api.patch(name, &params, &Patch::Apply(doc))
+        .await
+        .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
+    if let Some(status) = doc.get("status").filter(|s| !s.is_null()) {
+        let status_doc =
+            json!({ "apiVersion": doc["apiVersion"], "kind": doc["kind"], "status": status });
+        api.patch_status(name, &params, &Patch::Apply(&status_doc))
+            .await
+            .unwrap_or_else(|e| panic!("apply the status of {} {name}: {e}", gvk.kind));
+    }
+}
+
+/// Waits (on a watch, with a timeout) until `check` holds for the object, or panics with `what`.
+async fn wait_for(
+    api: &Api<DynamicObject>,
+    name: &str,
+    what: &str,
+    check: impl Fn(Option<&Value>) -> bool,
+) -> Option<Value> {
+    let found = tokio::time::timeout(
+        TIMEOUT,
+        await_condition(api.clone(), name, move |o: Option<&DynamicObject>| {
+            let v = o.map(|o| serde_json::to_value(o).expect("JSON"));
+            check(v.as_ref())
+        }),
+    )
+    .await;
+    match found {
+        Ok(Ok(o)) => o.map(|o| serde_json::to_value(o).expect("JSON")),
+        Ok(Err(e)) => panic!("watching {name} for {what}: {e}"),
+        Err(_) => {
+            let now = api.get_opt(name).await.ok().flatten();
+            panic!(
+                "{name}: not {what} within {TIMEOUT:?}; now: {}",
+                serde_json::to_string_pretty(&now).unwrap_or_default()
+            )
+        }
+    }
+}
+
+fn condition<'a>(object: Option<&'a Value>, type_: &str) -> Option<&'a Value> {
+    object?["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// Polls `f` every 200 ms until it returns Some, or panics with `what` after TIMEOUT. For
+/// collections (lists by label), where a single-object watch does not apply.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(last) if tokio::time::Instant::now() > deadline => {
+                panic!("not {what} within {TIMEOUT:?}: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+// === a fixture sysfs tree for the agent ===
+
+/// Writes a sysfs tree under `root/sys` shaped like the kernel's: PCI functions under
+/// bus/pci/devices with driver, virtfn0 and physfn links, netdevs under class/net.
+struct SysfsTree {
+    root: PathBuf,
+}
+
+impl SysfsTree {
+    fn new(root: PathBuf) -> Self {
+        std::fs::create_dir_all(root.join("sys/class/net")).expect("mkdir");
+        std::fs::create_dir_all(root.join("sys/bus/pci/devices")).expect("mkdir");
+        SysfsTree { root }
+    }
+
+    fn write(path: &Path, content: &str) {
+        std::fs::write(path, format!("{content}\n")).expect("write a sysfs file");
+    }
+
+    fn function(&self, address: &str, vendor: &str, device: &str, driver: &str) -> PathBuf {
+        let dir = self.root.join("sys/bus/pci/devices").join(address);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        Self::write(&dir.join("vendor"), &format!("0x{vendor}"));
+        Self::write(&dir.join("device"), &format!("0x{device}"));
+        std::os::unix::fs::symlink(
+            format!("../../../../bus/pci/drivers/{driver}"),
+            dir.join("driver"),
+        )
+        .expect("driver link");
+        dir
+    }
+
+    fn netdev(&self, name: &str, address: &str, speed_mbps: u32) {
+        let dir = self.root.join("sys/class/net").join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::os::unix::fs::symlink(
+            format!("../../../bus/pci/devices/{address}"),
+            dir.join("device"),
+        )
+        .expect("device link");
+        Self::write(&dir.join("speed"), &speed_mbps.to_string());
+        Self::write(&dir.join("mtu"), "1500");
+        Self::write(&dir.join("address"), "02:00:00:00:10:01");
+    }
+
+    /// An SR-IOV PF with `num_vfs` of `total` VFs enabled, its first VF bound to `vf_driver`.
+    #[allow(clippy::too_many_arguments)]
+    fn pf(
+        &self,
+        name: &str,
+        address: &str,
+        ids: (&str, &str, &str),
+        vf: (&str, &str, &str),
+        total: u32,
+        num_vfs: u32,
+    ) {
+        let (vendor, device, driver) = ids;
+        let dir = self.function(address, vendor, device, driver);
+        Self::write(&dir.join("sriov_totalvfs"), &total.to_string());
+        Self::write(&dir.join("sriov_numvfs"), &num_vfs.to_string());
+        Self::write(&dir.join("numa_node"), "0");
+        let (vf_address, vf_device, vf_driver) = vf;
+        let vf_dir = self.function(vf_address, vendor, vf_device, vf_driver);
+        std::os::unix::fs::symlink(format!("../{address}"), vf_dir.join("physfn")).expect("physfn");
+        std::os::unix::fs::symlink(format!("../{vf_address}"), dir.join("virtfn0"))
+            .expect("virtfn0");
+        self.netdev(name, address, 25000);
+    }
+
+    fn set_num_vfs(&self, address: &str, num_vfs: u32) {
+        let path = self
+            .root
+            .join("sys/bus/pci/devices")
+            .join(address)
+            .join("sriov_numvfs");
+        Self::write(&path, &num_vfs.to_string());
+    }
+}
+
+// === agent and controller ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_publishes_its_bond_node_state_from_a_sysfs_tree_and_follows_changes() {
+    let Some(server) = Server::start("agent") else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+
+    // Two cards: an E810 port (ice, iavf VFs) and an X710 port (i40e, iavf VFs).
+    let sysfs = SysfsTree::new(server.dir.join("host"));
+    sysfs.pf(
+        "ens1f0",
+        "0000:3b:00.0",
+        ("8086", "159b", "ice"),
+        ("0000:3b:01.0", "1889", "iavf"),
+        128,
+        8,
+    );
+    sysfs.pf(
+        "ens2f0",
+        "0000:5e:00.0",
+        ("8086", "1572", "i40e"),
+        ("0000:5e:02.0", "154c", "iavf"),
+        64,
+        4,
+    );
+    let root = sysfs.root.to_str().expect("a UTF-8 path").to_string();
+    let mut agent = Bondnet::start(
+        &server,
+        "agent",
+        &[
+            "agent",
+            "--node-name",
+            "worker-a",
+            "--sysfs-root",
+            &root,
+            "--interval-seconds",
+            "1",
+        ],
+    );
+
+    let api = node_states(&client);
+    let state = wait_for(&api, "worker-a", "published with 2 PFs", |o| {
+        o.and_then(|o| o["status"]["pfs"].as_array())
+            .is_some_and(|p| p.len() == 2)
+    })
+    .await
+    .expect("the BondNodeState");
+    agent.assert_running();
+    let pfs = &state["status"]["pfs"];
+    let expected = json!([
+        { "name": "ens1f0", "pciAddress": "0000:3b:00.0", "nicId": "0000:3b:00", "vendor": "8086",
+          "deviceId": "159b", "driver": "ice", "vfDeviceId": "1889", "vfDriver": "iavf",
+          "totalVfs": 128, "numVfs": 8, "linkSpeedMbps": 25000 },
+        { "name": "ens2f0", "pciAddress": "0000:5e:00.0", "nicId": "0000:5e:00", "vendor": "8086",
+          "deviceId": "1572", "driver": "i40e", "vfDeviceId": "154c", "vfDriver": "iavf",
+          "totalVfs": 64, "numVfs": 4, "linkSpeedMbps": 25000 },
+    ]);
+    assert!(
+        contains(pfs, &expected),
+        "published PFs differ:\nexpected {expected}\nread {pfs}"
+    );
+    assert!(state["status"]["pluginVersion"].is_string(), "{state}");
+
+    // The admin changes the VF count: the next scan publishes it.
+    sysfs.set_num_vfs("0000:5e:00.0", 2);
+    wait_for(&api, "worker-a", "updated to numVfs 2 on ens2f0", |o| {
+        o.and_then(|o| o["status"]["pfs"].as_array())
+            .is_some_and(|p| {
+                p.iter()
+                    .any(|pf| pf["name"] == "ens2f0" && pf["numVfs"] == 2)
+            })
+    })
+    .await;
+    agent.assert_running();
+}
+
+/// Everything of examples/nodes.yaml: the (stand-in) Nodes and the BondNodeStates with status.
+async fn apply_example_nodes(client: &Client) -> usize {
+    let mut states = 0;
+    for doc in yaml_documents(&repo_root().join("examples/nodes.yaml")) {
+        if doc["kind"] == "BondNodeState" {
+            states += 1;
+        }
+        apply_document(client, &doc).await;
+    }
+    assert!(states > 0, "examples/nodes.yaml has no BondNodeState");
+    states
+}
+
+fn example_network(name: &str) -> Value {
+    yaml_documents(&repo_root().join("examples/bondnetworks.yaml"))
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("examples/bondnetworks.yaml has no BondNetwork {name}"))
+}
+
+/// The NADs of one network, by name.
+async fn network_nads(client: &Client, ns: &str, network: &str) -> Vec<Value> {
+    let list = nads(client, ns)
+        .list(&kube::api::ListParams::default().labels(&format!("bondnet.io/network={network}")))
+        .await
+        .expect("list NADs");
+    let mut items: Vec<Value> = list
+        .items
+        .into_iter()
+        .map(|o| serde_json::to_value(o).expect("JSON"))
+        .collect();
+    items.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
+    items
+}
+
+fn start_controller(server: &Server, name: &str) -> (Bondnet, u16) {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let controller = Bondnet::start(
+        server,
+        name,
+        &[
+            "controller",
+            "--identity",
+            name,
+            "--metrics-address",
+            &address,
+        ],
+    );
+    (controller, port)
+}
+
+/// Checks the NADs of a ready network: one port NAD per link, each with its device-plugin
+/// resource, one bond NAD over the slot interfaces, all owned by (controller-referenced to)
+/// the network.
+fn assert_nads(network: &Value, nads: &[Value]) {
+    let uid = network["metadata"]["uid"].as_str().expect("a uid");
+    let links = network["spec"]["links"].as_u64().expect("links defaulted");
+    let slots = network["status"]["slots"].as_array().expect("status.slots");
+    assert_eq!(
+        slots.len() as u64,
+        links,
+        "status.slots: {}",
+        network["status"]
+    );
+    let ports: Vec<&Value> = nads
+        .iter()
+        .filter(|n| n["metadata"]["labels"]["bondnet.io/role"] == "port")
+        .collect();
+    let bonds: Vec<&Value> = nads
+        .iter()
+        .filter(|n| n["metadata"]["labels"]["bondnet.io/role"] == "bond")
+        .collect();
+    assert_eq!(ports.len() as u64, links, "port NADs: {nads:#?}");
+    assert_eq!(bonds.len(), 1, "bond NADs: {nads:#?}");
+    for nad in nads {
+        let owners = nad["metadata"]["ownerReferences"]
+            .as_array()
+            .expect("ownerReferences");
+        assert!(
+            owners
+                .iter()
+                .any(|o| o["uid"] == uid && o["kind"] == "BondNetwork" && o["controller"] == true),
+            "NAD {} is not controlled by its BondNetwork: {owners:?}",
+            nad["metadata"]["name"]
+        );
+    }
+    for slot in slots {
+        let nad = ports
+            .iter()
+            .find(|n| n["metadata"]["name"] == slot["nadName"])
+            .unwrap_or_else(|| panic!("no NAD for slot {slot}"));
+        assert_eq!(
+            nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"], slot["resourceName"],
+            "slot {slot}"
+        );
+    }
+    let config: Value =
+        serde_json::from_str(bonds[0]["spec"]["config"].as_str().expect("spec.config"))
+            .expect("bond config JSON");
+    assert_eq!(config["type"], "bond", "{config}");
+    assert_eq!(config["linksInContainer"], true, "{config}");
+    let interfaces: Vec<Value> = slots
+        .iter()
+        .map(|s| json!({ "name": s["interface"] }))
+        .collect();
+    assert_eq!(config["links"], Value::Array(interfaces), "{config}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_writes_owned_nads_and_status_follows_updates_and_cleans_up_on_delete() {
+    let Some(server) = Server::start("controller") else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    install_stand_ins(&client).await;
+    apply_example_nodes(&client).await;
+    let (mut controller, _) = start_controller(&server, "controller-1");
+
+    let doc = example_network("fast-failover");
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .expect("a namespace")
+        .to_string();
+    apply_document(&client, &doc).await;
+    let api = bond_networks(&client, &ns);
+    let ready = |o: Option<&Value>| condition(o, "Ready").is_some_and(|c| c["status"] == "True");
+    let network = wait_for(&api, "fast-failover", "Ready", ready)
+        .await
+        .expect("the network");
+    controller.assert_running();
+    assert!(
+        network["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "bondnet.io/cleanup")),
+        "no finalizer: {}",
+        network["metadata"]
+    );
+    assert_eq!(
+        network["status"]["observedGeneration"],
+        network["metadata"]["generation"]
+    );
+    let eligible = network["status"]["eligibleNodes"]
+        .as_u64()
+        .expect("eligibleNodes");
+    assert!(eligible > 0, "{}", network["status"]);
+    let written = eventually("all NADs written", || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let n = network_nads(&client, &ns, "fast-failover").await;
+            if n.len() == 3 {
+                Ok(n)
+            } else {
+                Err(format!("{} NADs", n.len()))
+            }
+        }
+    })
+    .await;
+    assert_nads(&network, &written);
+
+    let cm_gvk = GroupVersionKind::gvk("", "v1", "ConfigMap");
+    let configmaps = dynamic_api(&client, &cm_gvk, "configmaps", Some("bondnet-system"));
+    let cm = configmaps
+        .get("bondnet-device-plugin-config")
+        .await
+        .expect("the device-plugin ConfigMap");
+    // The device-plugin ConfigMap (a stand-in here) pools VFs on exactly the eligible nodes.
+    let pooled = cm.data["data"]
+        .as_object()
+        .expect("ConfigMap data")
+        .values()
+        .filter(|config| {
+            let config: Value =
+                serde_json::from_str(config.as_str().unwrap_or("{}")).unwrap_or_default();
+            config["resourceList"]
+                .as_array()
+                .is_some_and(|l| !l.is_empty())
+        })
+        .count();
+    assert_eq!(pooled as u64, eligible, "{:?}", cm.data);
+
+    // An update of the network: the bond NAD follows.
+    let mut changed = doc.clone();
+    changed["spec"]["mtu"] = json!(1500);
+    apply_document(&client, &changed).await;
+    eventually("the bond NAD follows mtu 1500", || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let n = network_nads(&client, &ns, "fast-failover").await;
+            let bond = n
+                .iter()
+                .find(|n| n["metadata"]["labels"]["bondnet.io/role"] == "bond")
+                .ok_or("no bond NAD")?;
+            let config: Value =
+                serde_json::from_str(bond["spec"]["config"].as_str().unwrap_or("{}"))
+                    .map_err(|e| e.to_string())?;
+            if config["mtu"] == 1500 {
+                Ok(())
+            } else {
+                Err(format!("bond config {config}"))
+            }
+        }
+    })
+    .await;
+
+    // An update of a node: an eligible node loses its PFs, and the status counts it out.
+    let hosting = network["status"]["ineligibleNodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let states = node_states(&client)
+        .list(&Default::default())
+        .await
+        .expect("list node states");
+    let victim = states
+        .items
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap_or_default())
+        .find(|n| !hosting.iter().any(|h| h["node"] == n.as_str()))
+        .expect("an eligible node");
+    let emptied = json!({ "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNodeState", "status": { "pfs": [] } });
+    node_states(&client)
+        .patch_status(
+            &victim,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&emptied),
+        )
+        .await
+        .expect("empty a node's PFs");
+    wait_for(
+        &api,
+        "fast-failover",
+        &format!("counting {victim} out"),
+        move |o| o.is_some_and(|o| o["status"]["eligibleNodes"].as_u64() == Some(eligible - 1)),
+    )
+    .await;
+    controller.assert_running();
+
+    // Delete: the finalizer runs, the NADs go (no garbage collector here: the controller must
+    // delete them itself), and the network is released.
+    api.delete("fast-failover", &Default::default())
+        .await
+        .expect("delete");
+    wait_for(&api, "fast-failover", "gone", |o| o.is_none()).await;
+    eventually("the NADs deleted", || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let n = network_nads(&client, &ns, "fast-failover").await;
+            if n.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} NADs left", n.len()))
+            }
+        }
+    })
+    .await;
+    controller.assert_running();
+}

@@ -8,13 +8,15 @@ package main
 //
 //   - /apis: the APIGroupList of the built-in groups plus every Established CRD's group, or,
 //     when the client asks for it, the aggregated document the upstream server already keeps;
-//   - /api: the core group with no resources (there are none: this server has no core types);
+//   - /api and /api/v1: the core group, listing only the core stand-ins (core.go);
+//   - /api/v1/...: the core stand-ins (core.go);
 //   - anything else: 404, as before.
 
 import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strings"
 
 	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -30,6 +32,7 @@ type rootDiscovery struct {
 	builtin    discovery.GroupLister
 	crds       listers.CustomResourceDefinitionLister
 	aggregated http.Handler // nil until the server exists
+	full       http.Handler // the server's whole handler chain, for core stand-ins
 }
 
 func (d *rootDiscovery) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -47,14 +50,53 @@ func (d *rootDiscovery) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			Versions: []string{"v1"},
 		})
 	case "/api/v1", "/api/v1/":
+		resources := []metav1.APIResource{}
+		for plural, namespaced := range d.standInPlurals() {
+			resources = append(resources, d.coreResource(plural, namespaced))
+		}
+		sort.Slice(resources, func(i, j int) bool { return resources[i].Name < resources[j].Name })
 		writeJSON(w, &metav1.APIResourceList{
 			TypeMeta:     metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"},
 			GroupVersion: "v1",
-			APIResources: []metav1.APIResource{},
+			APIResources: resources,
 		})
 	default:
+		if strings.HasPrefix(req.URL.Path, "/api/v1/") {
+			d.serveCore(w, req)
+			return
+		}
 		http.NotFound(w, req)
 	}
+}
+
+// coreResource describes a core stand-in as core discovery lists it.
+func (d *rootDiscovery) coreResource(plural string, namespaced bool) metav1.APIResource {
+	r := metav1.APIResource{
+		Name:       plural,
+		Namespaced: namespaced,
+		Verbs:      metav1.Verbs{"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"},
+	}
+	crds, err := d.crds.List(labels.Everything())
+	if err == nil {
+		for _, crd := range crdsOfGroup(crds, coreStandInGroup) {
+			if crd.Spec.Names.Plural == plural {
+				r.Kind = crd.Spec.Names.Kind
+				r.SingularName = crd.Spec.Names.Singular
+			}
+		}
+	}
+	return r
+}
+
+// crdsOfGroup filters the Established CRDs of one group.
+func crdsOfGroup(crds []*apiextensionsv1.CustomResourceDefinition, group string) []*apiextensionsv1.CustomResourceDefinition {
+	var out []*apiextensionsv1.CustomResourceDefinition
+	for _, crd := range crds {
+		if crd.Spec.Group == group && apihelpers.IsCRDConditionTrue(crd, apiextensionsv1.Established) {
+			out = append(out, crd)
+		}
+	}
+	return out
 }
 
 // serveGroups writes the unaggregated APIGroupList.
@@ -80,7 +122,7 @@ func (d *rootDiscovery) serveGroups(w http.ResponseWriter, req *http.Request) {
 func crdGroups(crds []*apiextensionsv1.CustomResourceDefinition) []metav1.APIGroup {
 	versions := map[string]map[string]bool{}
 	for _, crd := range crds {
-		if !apihelpers.IsCRDConditionTrue(crd, apiextensionsv1.Established) {
+		if !apihelpers.IsCRDConditionTrue(crd, apiextensionsv1.Established) || crd.Spec.Group == coreStandInGroup {
 			continue
 		}
 		for _, v := range crd.Spec.Versions {

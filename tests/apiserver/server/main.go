@@ -8,7 +8,8 @@
 //   - authentication by client certificate only (--client-ca-file), no delegation, no anonymous;
 //   - authorization: members of system:masters may do anything, everyone else nothing;
 //   - conversion webhooks cannot resolve a Service (there are none to resolve);
-//   - root discovery (/apis, /api), which kube-aggregator serves upstream (discovery.go).
+//   - root discovery (/apis, /api), which kube-aggregator serves upstream (discovery.go);
+//   - core kinds that bondnet uses (ConfigMap, Node) are served from stand-in CRDs (core.go).
 //
 // Every other flag of the upstream server (--etcd-servers, --secure-port, --tls-cert-file, ...)
 // works as there. Everything that is served (CRDs, custom resources, validation, CEL, defaulting,
@@ -86,6 +87,7 @@ func run(ctx context.Context, args []string) error {
 	root.builtin = server.GenericAPIServer.DiscoveryGroupManager
 	root.crds = server.Informers.Apiextensions().V1().CustomResourceDefinitions().Lister()
 	root.aggregated = server.GenericAPIServer.AggregatedDiscoveryGroupManager
+	root.full = server.GenericAPIServer.Handler
 	return server.GenericAPIServer.PrepareRun().RunWithContext(ctx)
 }
 
