@@ -334,6 +334,16 @@ pub fn render_summary(plan: &Plan<'_>) -> String {
                 }
             }
         }
+        let unlisted = status.ineligible_node_count as usize
+            - status
+                .ineligible_nodes
+                .len()
+                .min(status.ineligible_node_count as usize);
+        if unlisted > 0 {
+            text.push_str(&format!(
+                "  ... and {unlisted} more nodes that cannot host the bond\n"
+            ));
+        }
     }
     text
 }

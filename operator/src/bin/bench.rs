@@ -1,6 +1,9 @@
 //! Times one plan of a large cluster and prints its peak memory: 5,000 nodes with 4 PFs each
 //! (two dual-port cards) and 500 BondNetworks in 50 node pools. Run it in release mode:
 //! `cargo run --release -p bondnet-operator --bin bondnet-bench`.
+//!
+//! With `--everywhere`, no network has a nodeSelector: all 500 compete for every node, so
+//! most (network, node) pairs are refused and carry a reason, the worst case for memory.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -28,6 +31,7 @@ fn mib(kib: Option<u64>) -> String {
 }
 
 fn main() {
+    let everywhere = std::env::args().any(|a| a == "--everywhere");
     let nodes: Vec<_> = (0..NODES)
         .map(|i| {
             let pool = format!("pool-{}", i % POOLS);
@@ -45,8 +49,10 @@ fn main() {
                 &format!("tenant-{}", i % 20),
                 &format!("bond-{i:03}"),
                 |spec| {
-                    spec.node_selector
-                        .insert("bondnet.io/pool".into(), format!("pool-{}", i % POOLS));
+                    if !everywhere {
+                        spec.node_selector
+                            .insert("bondnet.io/pool".into(), format!("pool-{}", i % POOLS));
+                    }
                 },
             )
         })
@@ -98,9 +104,12 @@ fn main() {
     let replan = start.elapsed();
     let stable = again.allocation() == previous;
 
-    println!(
-        "bondnet plan bench: {NODES} nodes x 4 PFs, {NETWORKS} BondNetworks in {POOLS} node pools"
-    );
+    let layout = if everywhere {
+        "each selecting every node".to_owned()
+    } else {
+        format!("in {POOLS} node pools")
+    };
+    println!("bondnet plan bench: {NODES} nodes x 4 PFs, {NETWORKS} BondNetworks {layout}");
     println!(
         "  plan + device-plugin ConfigMap: {:.1} ms",
         elapsed.as_secs_f64() * 1000.0

@@ -95,7 +95,8 @@ pub struct NetworkPlan<'a> {
     pub slots: Vec<SlotNames>,
     /// SR-IOV NADs in slot order, then the bond NAD (empty when invalid).
     pub nads: Vec<NetworkAttachmentDefinition>,
-    /// Selected nodes and what the network gets on each.
+    /// Selected nodes and what the network gets on each: every node that hosts it, and the
+    /// first [`MAX_LISTED_INELIGIBLE`] by name that cannot (`status` counts them all).
     pub nodes: BTreeMap<&'a str, NodeOutcome<'a>>,
     /// The status the controller writes (without condition times).
     pub status: BondNetworkStatus,
@@ -184,6 +185,7 @@ pub fn plan<'a>(inputs: &Inputs<'a, '_>) -> Plan<'a> {
 
     let mut outcomes: Vec<BTreeMap<&'a str, NodeOutcome<'a>>> =
         vec![BTreeMap::new(); intents.len()];
+    let mut ineligible: Vec<u32> = vec![0; intents.len()];
     let mut device_plugin = BTreeMap::new();
     for node in &nodes {
         let matched: Vec<bool> = selectors
@@ -198,6 +200,7 @@ pub fn plan<'a>(inputs: &Inputs<'a, '_>) -> Plan<'a> {
             &selected,
             inputs.previous,
             &mut outcomes,
+            &mut ineligible,
         );
         let mut config = DevicePluginConfig::default();
         for (index, assignments) in hosted {
@@ -220,7 +223,10 @@ pub fn plan<'a>(inputs: &Inputs<'a, '_>) -> Plan<'a> {
         .iter()
         .zip(slots)
         .zip(outcomes)
-        .map(|((intent, slots), nodes)| network_plan(intent, slots, nodes))
+        .zip(ineligible)
+        .map(|(((intent, slots), nodes), ineligible)| {
+            network_plan(intent, slots, nodes, ineligible)
+        })
         .collect();
     Plan {
         networks,
@@ -231,6 +237,8 @@ pub fn plan<'a>(inputs: &Inputs<'a, '_>) -> Plan<'a> {
 
 /// Plans one node for every network that selects it: first keeps every still-valid previous
 /// allocation, then places the rest in network order. Returns (network index, slots) pairs.
+/// A network's reasons are rendered only for the first [`MAX_LISTED_INELIGIBLE`] nodes that
+/// cannot host it; the rest are counted in `ineligible`.
 fn plan_node<'a>(
     node: &NodeInventory<'a, '_>,
     intents: &[NetworkIntent<'a>],
@@ -238,40 +246,42 @@ fn plan_node<'a>(
     selected: &dyn Fn(usize) -> bool,
     previous: &Allocation,
     outcomes: &mut [BTreeMap<&'a str, NodeOutcome<'a>>],
+    ineligible: &mut [u32],
 ) -> Vec<(usize, Vec<SlotAssignment<'a>>)> {
     let mut used = vf_ranges::UsedVfs::default();
     let mut hosted = Vec::new();
     let mut pending = Vec::new();
+    let mut candidates: Vec<&'a PfStatus> = Vec::with_capacity(node.pfs.len());
+    let held_on_node = previous.nodes.get(node.name);
+    let mut refuse = |index: usize, reason: &dyn Fn() -> NodeReason| {
+        if (ineligible[index] as usize) < MAX_LISTED_INELIGIBLE {
+            outcomes[index].insert(node.name, NodeOutcome::Ineligible(reason()));
+        }
+        ineligible[index] = ineligible[index].saturating_add(1);
+    };
     for (index, intent) in intents.iter().enumerate() {
         let Ok(spec) = intent.spec else { continue };
         if !selected(index) {
             continue;
         }
-        let mut candidates: Vec<&'a PfStatus> = Vec::with_capacity(node.pfs.len());
-        let mut rejected: Vec<String> = Vec::new();
-        for pf in &node.pfs {
-            match pairing::pf_rejection(spec, pf) {
-                None => candidates.push(pf),
-                Some(why) => rejected.push(format!("{}: {why}", pf.name)),
-            }
-        }
+        matching_pfs(spec, node, &mut candidates);
         if candidates.len() < spec.links as usize {
-            let reason = too_few(spec, node, &candidates, &rejected);
-            outcomes[index].insert(node.name, NodeOutcome::Ineligible(reason));
+            refuse(index, &|| too_few(spec, node));
             continue;
         }
-        match pairing::keep_previous(spec, node.name, &slots[index], &candidates, previous, &used) {
+        match pairing::keep_previous(spec, held_on_node, &slots[index], &candidates, &used) {
             Some(kept) => {
                 for a in &kept {
                     used.take(&a.pf.name, a.range);
                 }
                 hosted.push((index, kept));
             }
-            None => pending.push((index, spec, candidates)),
+            None => pending.push((index, spec)),
         }
     }
     let mut unplaced = Vec::new();
-    for (index, spec, candidates) in pending {
+    for (index, spec) in pending {
+        matching_pfs(spec, node, &mut candidates);
         match pairing::choose(spec, &candidates, &used) {
             Some(chosen) => {
                 for a in &chosen {
@@ -279,13 +289,16 @@ fn plan_node<'a>(
                 }
                 hosted.push((index, chosen));
             }
-            None => unplaced.push((index, spec, candidates)),
+            None => unplaced.push((index, spec)),
         }
     }
     // Reasons use the final free counts, so re-planning the same input gives the same text.
-    for (index, spec, candidates) in unplaced {
-        let reason = pairing::shortfall(spec, &candidates, &used);
-        outcomes[index].insert(node.name, NodeOutcome::Ineligible(reason));
+    for (index, spec) in unplaced {
+        refuse(index, &|| {
+            let mut candidates = Vec::new();
+            matching_pfs(spec, node, &mut candidates);
+            pairing::shortfall(spec, &candidates, &used)
+        });
     }
     hosted.sort_by_key(|(index, _)| *index);
     for (index, assignments) in &hosted {
@@ -294,36 +307,46 @@ fn plan_node<'a>(
     hosted
 }
 
-/// The reason a node has fewer matching PFs than ports, naming what rejected the others.
-fn too_few(
+/// Fills `out` with the node's PFs that can serve `spec`, in PCI order.
+fn matching_pfs<'a>(
     spec: &BondNetworkSpec,
-    node: &NodeInventory,
-    candidates: &[&PfStatus],
-    rejected: &[String],
-) -> NodeReason {
+    node: &NodeInventory<'a, '_>,
+    out: &mut Vec<&'a PfStatus>,
+) {
+    out.clear();
+    out.extend(
+        node.pfs
+            .iter()
+            .copied()
+            .filter(|pf| pairing::pf_rejection(spec, pf).is_none()),
+    );
+}
+
+/// The reason a node has fewer matching PFs than ports, naming what rejected the others.
+fn too_few(spec: &BondNetworkSpec, node: &NodeInventory<'_, '_>) -> NodeReason {
     if node.pfs.is_empty() {
         return NodeReason::new(
             ReasonCode::NoPfs,
             "the node's BondNodeState lists no SR-IOV PF",
         );
     }
-    let matched = candidates
-        .iter()
-        .map(|pf| pf.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let code = if candidates.is_empty() {
+    let mut matched = Vec::new();
+    let mut rejected = Vec::new();
+    for pf in &node.pfs {
+        match pairing::pf_rejection(spec, pf) {
+            None => matched.push(pf.name.as_str()),
+            Some(why) => rejected.push(format!("{}: {why}", pf.name)),
+        }
+    }
+    let code = if matched.is_empty() {
         ReasonCode::NoMatchingPf
     } else {
         ReasonCode::TooFewPfs
     };
-    let matched = if matched.is_empty() {
-        "none match".to_owned()
-    } else {
-        format!(
-            "only {matched} match{}",
-            if candidates.len() == 1 { "es" } else { "" }
-        )
+    let matched = match matched.len() {
+        0 => "none match".to_owned(),
+        1 => format!("only {} matches", matched[0]),
+        _ => format!("only {} match", matched.join(", ")),
     };
     NodeReason::new(
         code,
@@ -360,6 +383,7 @@ fn network_plan<'a>(
     intent: &NetworkIntent<'a>,
     slots: Vec<SlotNames>,
     nodes: BTreeMap<&'a str, NodeOutcome<'a>>,
+    ineligible_count: u32,
 ) -> NetworkPlan<'a> {
     let mut status = BondNetworkStatus {
         observed_generation: intent.generation,
@@ -413,9 +437,15 @@ fn network_plan<'a>(
         })
         .collect();
     status.eligible_nodes = count_u32(eligible);
-    status.ineligible_node_count = count_u32(ineligible.len());
-    status.conditions = conditions(intent, spec, eligible, &ineligible);
-    status.ineligible_nodes = ineligible.into_iter().take(MAX_LISTED_INELIGIBLE).collect();
+    status.ineligible_node_count = ineligible_count;
+    status.conditions = conditions(
+        intent,
+        spec,
+        eligible,
+        ineligible_count as usize,
+        &ineligible,
+    );
+    status.ineligible_nodes = ineligible;
     status.slots = slots
         .iter()
         .map(|s| SlotStatus {
@@ -451,9 +481,10 @@ fn conditions(
     intent: &NetworkIntent<'_>,
     spec: &BondNetworkSpec,
     eligible: usize,
-    ineligible: &[IneligibleNode],
+    ineligible_count: usize,
+    listed: &[IneligibleNode],
 ) -> Vec<BondNetworkCondition> {
-    let selected = eligible + ineligible.len();
+    let selected = eligible + ineligible_count;
     let lacp_note = if spec.mode == BondMode::Ieee8023ad && spec.vfs_per_pf > 1 {
         "; note: 802.3ad over VFs works for only one pod per PF, so vfsPerPf above 1 adds no capacity"
     } else {
@@ -468,16 +499,16 @@ fn conditions(
             "no node with a BondNodeState matches nodeSelector".to_owned(),
         )
     } else if eligible == 0 {
-        let first = &ineligible[0];
+        let first = listed
+            .first()
+            .map(|f| format!("; {}: {}", f.node, f.message))
+            .unwrap_or_default();
         condition(
             intent,
             "Ready",
             "False",
             "NoEligibleNode",
-            format!(
-                "none of the {selected} selected nodes can host the bond; {}: {}",
-                first.node, first.message
-            ),
+            format!("none of the {selected} selected nodes can host the bond{first}"),
         )
     } else {
         condition(
@@ -488,7 +519,7 @@ fn conditions(
             format!("{eligible} of {selected} selected nodes can host the bond{lacp_note}"),
         )
     };
-    let degraded = if ineligible.is_empty() {
+    let degraded = if ineligible_count == 0 {
         condition(
             intent,
             "Degraded",
@@ -503,8 +534,7 @@ fn conditions(
             "True",
             "SomeNodesIneligible",
             format!(
-                "{} of {selected} selected nodes cannot host the bond; see status.ineligibleNodes",
-                ineligible.len()
+                "{ineligible_count} of {selected} selected nodes cannot host the bond; see status.ineligibleNodes"
             ),
         )
     };

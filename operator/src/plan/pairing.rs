@@ -1,14 +1,14 @@
 //! Which PF serves which slot on one node: the slots of a network never share a PF, and with
 //! `diversity: nic` never share a card. A slot keeps its PF and VFs while they stay valid.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::bond_network::{BondNetworkSpec, Diversity};
 use crate::api::bond_node_state::PfStatus;
 use crate::api::device_plugin::VfRange;
 use crate::plan::reasons::{NodeReason, ReasonCode};
 use crate::plan::render::SlotNames;
-use crate::plan::vf_ranges::{Allocation, UsedVfs};
+use crate::plan::vf_ranges::{PfRange, UsedVfs};
 
 /// One slot of a network on one node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,17 +82,16 @@ pub fn pf_rejection(spec: &BondNetworkSpec, pf: &PfStatus) -> Option<String> {
 /// on distinct PFs (and cards).
 pub fn keep_previous<'a>(
     spec: &BondNetworkSpec,
-    node: &str,
+    held_on_node: Option<&BTreeMap<String, PfRange>>,
     slots_names: &[SlotNames],
     candidates: &[&'a PfStatus],
-    previous: &Allocation,
     used: &UsedVfs,
 ) -> Option<Vec<SlotAssignment<'a>>> {
     let mut slots = Vec::with_capacity(slots_names.len());
     let mut pfs = BTreeSet::new();
     let mut nics = BTreeSet::new();
     for names in slots_names {
-        let held = previous.get(node, &names.resource)?;
+        let held = held_on_node?.get(&names.resource)?;
         let pf: &'a PfStatus = candidates.iter().find(|pf| pf.name == held.pf)?;
         let fits = held.range.len() == spec.vfs_per_pf
             && held.range.last < pf.num_vfs

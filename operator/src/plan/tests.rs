@@ -383,3 +383,30 @@ fn the_allocation_reads_back_from_the_configmap_it_renders() {
     let back = Allocation::from_device_plugin_configs(configs.iter().map(|(k, v)| (k.as_str(), v)));
     assert_eq!(back, plan.allocation());
 }
+
+#[test]
+fn only_the_first_50_ineligible_nodes_are_kept_but_all_are_counted() {
+    let nodes: Vec<BondNodeState> = (0..60)
+        .map(|i| node_with_cards(&format!("n{i:02}"), &[], 1, 8))
+        .collect();
+    let networks = [network("ns", "net", |_| {})];
+    let plan = run(&networks, &nodes);
+    let net = &plan.networks[0];
+    assert_eq!(net.nodes.len(), MAX_LISTED_INELIGIBLE);
+    assert_eq!(
+        net.nodes.keys().last(),
+        Some(&"n49"),
+        "the first by name are kept"
+    );
+    assert_eq!(net.status.ineligible_node_count, 60);
+    assert_eq!(net.status.ineligible_nodes.len(), MAX_LISTED_INELIGIBLE);
+    assert_eq!(
+        net.status.conditions[1].message,
+        "60 of 60 selected nodes cannot host the bond; see status.ineligibleNodes"
+    );
+    let summary = crate::offline::render_summary(&plan);
+    assert!(
+        summary.ends_with("  ... and 10 more nodes that cannot host the bond\n"),
+        "{summary}"
+    );
+}
