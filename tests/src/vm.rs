@@ -45,6 +45,7 @@ pub const SCENARIOS: &[&str] = &[
     "rollback-when-ipam-range-exhausted",
     "rollback-when-a-link-is-missing",
     "rollback-when-a-port-belongs-to-another-bond",
+    "rollback-when-a-host-link-name-is-taken-in-the-pod",
     "second-add-for-same-ifname-keeps-the-first",
     "bad-mode-is-code-7-and-changes-nothing",
     "protocol-errors-have-spec-codes",
@@ -53,6 +54,7 @@ pub const SCENARIOS: &[&str] = &[
     "status-reports-the-bonding-driver",
     "gc-forgets-attachments-not-valid",
     "sixteen-concurrent-adds",
+    "eight-concurrent-adds-with-host-links",
     "racing-adds-for-the-same-host-links",
     "seed-sriov-failover-config",
 ];

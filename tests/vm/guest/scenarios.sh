@@ -521,6 +521,81 @@ t_rollback_ipam_exhausted() {
     expect_ok "DEL a"
 }
 
+# linksInContainer false, and the pod already has a link named like the second host link:
+# moving it fails (or is refused up front); the first link must come home.
+t_rollback_name_taken() {
+    pod p
+    switch sw "$GW/24"
+    vf host hvf1 sw s1
+    vf host hvf2 sw s2
+    must $IP link set hvf1 up
+    must $IP -n p link add hvf2 type dummy
+    snapshot host >"$W/host.before"
+    snapshot p >"$W/pod.before"
+    bondconf "$W/c.json" active-backup false "hvf1 hvf2"
+    cni ADD p bond0 "$W/c.json"
+    expect_err "ADD when the pod already has a link named hvf2"
+    err_text | grep -q hvf2 || fail "the error does not name hvf2: $OUT"
+    same_snapshot host "$W/host.before" "host links after the failed ADD"
+    same_snapshot p "$W/pod.before" "pod after the failed ADD"
+    assert_ipam_empty "failed ADD"
+}
+
+# Eight pods at once, each bonding two host links of its own (linksInContainer false):
+# the moves between namespaces run concurrently; every link comes home on DEL.
+t_concurrent_host_links() {
+    local i
+    switch sw "$GW/24"
+    : >"$W/setup.host"
+    : >"$W/setup.sw"
+    i=1
+    while [ $i -le 8 ]; do
+        {
+            echo "netns add h$i"
+            echo "link add name h${i}a type veth peer name s${i}a netns sw"
+            echo "link add name h${i}b type veth peer name s${i}b netns sw"
+        } >>"$W/setup.host"
+        for e in a b; do
+            echo "link set s${i}$e master br0"
+            echo "link set s${i}$e up"
+        done >>"$W/setup.sw"
+        i=$((i + 1))
+    done
+    must $IP -batch "$W/setup.host"
+    must $IP -n sw -batch "$W/setup.sw"
+    snapshot host >"$W/host.before"
+    i=1
+    while [ $i -le 8 ]; do
+        bondconf "$W/c$i.json" balance-xor false "h${i}a h${i}b"
+        i=$((i + 1))
+    done
+    for cmd in ADD DEL; do
+        i=1
+        while [ $i -le 8 ]; do
+            (CNI_COMMAND=$cmd CNI_CONTAINERID="cid-h$i" CNI_NETNS="$NETNS_DIR/h$i" CNI_IFNAME=bond0 \
+                CNI_PATH=$CNI_BIN timeout 120 $BOND <"$W/c$i.json" >"$W/$cmd$i.out" 2>"$W/$cmd$i.err"
+            echo $? >"$W/$cmd$i.rc") &
+            i=$((i + 1))
+        done
+        wait
+        i=1
+        while [ $i -le 8 ]; do
+            note "h$i $cmd: exit $(cat "$W/$cmd$i.rc") $(cat "$W/$cmd$i.out") $(head -c 300 "$W/$cmd$i.err")"
+            [ "$(cat "$W/$cmd$i.rc")" = 0 ] || fail "$cmd h$i failed: exit $(cat "$W/$cmd$i.rc"): $(cat "$W/$cmd$i.out")"
+            if [ $cmd = ADD ]; then
+                assert_bond "h$i" bond0 balance-xor "h${i}a h${i}b"
+            fi
+            i=$((i + 1))
+        done
+        if [ $cmd = ADD ]; then
+            [ -z "$(links host | grep '^h[0-9]')" ] || fail "host links left on the host: $(links host | grep '^h[0-9]' | tr '\n' ';')"
+            [ "$(ipam_allocs "$NET")" -eq 8 ] || fail "host-local holds $(ipam_allocs "$NET") addresses for 8 pods"
+        fi
+    done
+    same_snapshot host "$W/host.before" "all 16 host links back after 8 concurrent DELs"
+    assert_ipam_empty "after 8 DELs"
+}
+
 # A second ADD for the same ifname in the same pod (another attachment, or a runtime's
 # retry) fails, and its rollback leaves the first bond and its address alone.
 t_add_existing_ifname() {

@@ -40,6 +40,7 @@ rollback-when-ipam-config-fails|t_rollback_ipam_config
 rollback-when-ipam-range-exhausted|t_rollback_ipam_exhausted
 rollback-when-a-link-is-missing|t_rollback_missing_link
 rollback-when-a-port-belongs-to-another-bond|t_rollback_busy_port
+rollback-when-a-host-link-name-is-taken-in-the-pod|t_rollback_name_taken
 second-add-for-same-ifname-keeps-the-first|t_add_existing_ifname
 bad-mode-is-code-7-and-changes-nothing|t_bad_mode
 protocol-errors-have-spec-codes|t_protocol_errors
@@ -48,6 +49,7 @@ log-file-takes-the-logs|t_log_file
 status-reports-the-bonding-driver|t_status
 gc-forgets-attachments-not-valid|t_gc
 sixteen-concurrent-adds|t_concurrent
+eight-concurrent-adds-with-host-links|t_concurrent_host_links
 racing-adds-for-the-same-host-links|t_race_host_links
 seed-sriov-failover-config|t_seed_sriov_failover
 '
