@@ -8,7 +8,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 "$HERE/run.sh" --bench "${1:-200}" >"$log" 2> >(cat >&2) || { cat "$log" >&2; echo "bench: the guest run failed" >&2; exit 1; }
-if grep -q '^BENCH-FAIL' "$log" || ! grep -q '^BENCH bond:' "$log"; then
+if grep -q '^BONDNET-FAIL' "$log" || ! grep -q '^BENCH bond:' "$log"; then
     cat "$log" >&2
     echo "bench: no figures from the guest" >&2
     exit 1

@@ -11,7 +11,8 @@
 #      BONDNET_VM_TIMEOUT (seconds, default 900), BONDNET_VM_SMP (default 2),
 #      BONDNET_VM_SKIP_INSTALL=1 (do not run install-deps.sh),
 #      BONDNET_VM_VERBOSE=1 (print every scenario's log, not only the failed ones).
-# Exit status: 0 when the guest finished and, for --tier, every scenario passed.
+# Exit status: 0 when the guest finished and, for --tier, every scenario passed (1 when
+# one failed, or the demo or bench went wrong; 2 setup; 3 boot or timeout).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -105,6 +106,8 @@ if [ "${rc[0]}" -eq 124 ] || [ "${rc[0]}" -eq 137 ]; then
 fi
 grep -q '^BONDNET-DONE' "$out" || { log "the guest stopped before it finished (log: $out)"; exit 3; }
 if grep -q '^BONDNET-BOOT-FAIL' "$out"; then exit 3; fi
+# demo and bench say BONDNET-FAIL when their run went wrong.
+if grep -q '^BONDNET-FAIL' "$out"; then exit 1; fi
 if [ "$mode" = tier ]; then
     pass=$(grep -c '^SCENARIO .* PASS$' "$out" || true)
     fail=$(grep -c '^SCENARIO .* FAIL' "$out" || true)

@@ -229,7 +229,8 @@ t_lic_false() {
     assert_ipam_empty "after DEL"
 }
 
-# linksInContainer false must refuse a host link that carries a host address.
+# linksInContainer false must refuse a host link that carries a node address or the
+# node's default route, and leave it where it is.
 t_lic_false_refuses_addressed() {
     pod p
     switch sw
@@ -898,7 +899,7 @@ t_opts_arp() {
     assert_released p bond0 "net1 net2"
 }
 
-# balance-rr and balance-tlb/alb options.
+# balance-rr and balance-tlb options.
 t_opts_rr_tlb() {
     pair_pod p sw "$GW/24"
     bondconf "$W/c.json" balance-rr true "net1 net2" '{"packetsPerSlave": 3, "allSlavesActive": 1}'
@@ -1040,7 +1041,8 @@ t_race_host_links() {
     assert_ipam_empty "after DEL"
 }
 
-# The seed's SR-IOV failover NAD, byte for byte apart from the subnet's switch.
+# The seed's SR-IOV failover NAD as the seed has it (miimon "100", cniVersion 0.3.1), with
+# the CNI_ARGS Multus passes.
 t_seed_sriov_failover() {
     pair_pod p sw "10.56.217.1/24"
     seed_conf >"$W/c.json"
