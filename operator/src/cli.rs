@@ -26,6 +26,62 @@ pub enum Command {
     Agent(AgentArgs),
     /// Controller: reconcile BondNetworks into device-plugin config, NADs and status.
     Controller(ControllerArgs),
+    /// Mutating admission webhook: expands a pod's bond network into its full Multus list.
+    Webhook(WebhookArgs),
+}
+
+/// Flags of `bondnet webhook`.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Address of the HTTPS server (`POST /mutate`, `GET /healthz`, `GET /readyz`).
+    #[arg(long, env = "BONDNET_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: std::net::SocketAddr,
+
+    /// Admit pods naming a BondNetwork that is not Ready (they wait for their VFs) instead
+    /// of denying them with the reason.
+    #[arg(long, env = "BONDNET_WEBHOOK_ALLOW_NOT_READY")]
+    pub allow_not_ready: bool,
+
+    /// Serve this certificate (PEM, e.g. from cert-manager) instead of making one; needs
+    /// --tls-key-file. Re-read on every certificate check.
+    #[arg(long, env = "BONDNET_WEBHOOK_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Key of --tls-cert-file (PEM).
+    #[arg(long, env = "BONDNET_WEBHOOK_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// The webhook's namespace: where its certificate Secret lives.
+    #[arg(long, env = "POD_NAMESPACE", default_value = keys::DEVICE_PLUGIN_NAMESPACE)]
+    pub namespace: String,
+
+    /// Secret holding the self-managed CA and serving certificate.
+    #[arg(
+        long,
+        env = "BONDNET_WEBHOOK_TLS_SECRET",
+        default_value = "bondnet-webhook-tls"
+    )]
+    pub tls_secret: String,
+
+    /// Service through which the API server calls the webhook (names in the certificate).
+    #[arg(
+        long,
+        env = "BONDNET_WEBHOOK_SERVICE",
+        default_value = "bondnet-webhook"
+    )]
+    pub service: String,
+
+    /// MutatingWebhookConfiguration whose caBundle is kept current; empty leaves it alone.
+    #[arg(
+        long,
+        env = "BONDNET_WEBHOOK_CONFIGURATION",
+        default_value = "bondnet-webhook"
+    )]
+    pub webhook_configuration: String,
+
+    /// Seconds between certificate checks (renewal, reload, caBundle).
+    #[arg(long, env = "BONDNET_WEBHOOK_CERT_CHECK_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cert_check_seconds: u64,
 }
 
 /// Flags of `bondnet controller`.

@@ -15,5 +15,6 @@ pub mod mock;
 pub mod offline;
 pub mod plan;
 pub mod telemetry;
+pub mod webhook;
 
 pub use error::{Error, Result};

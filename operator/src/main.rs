@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use bondnet::cli::{AgentArgs, Cli, Command, ControllerArgs};
+use bondnet::cli::{AgentArgs, Cli, Command, ControllerArgs, WebhookArgs};
 use bondnet::Error;
 
 fn main() -> ExitCode {
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Crds => bondnet::offline::run_crds(&mut std::io::stdout().lock()),
         Command::Agent(args) => block_on(agent(args)),
         Command::Controller(args) => block_on(controller(args)),
+        Command::Webhook(args) => return webhook(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,4 +70,49 @@ async fn controller(args: ControllerArgs) -> bondnet::Result<()> {
         metrics_address: args.metrics_address,
     };
     bondnet::controller::run(client, config).await
+}
+
+/// `bondnet webhook`; its errors are the webhook's own, printed the same way.
+fn webhook(args: WebhookArgs) -> ExitCode {
+    use bondnet::webhook::{tls, Config, NotReadyPolicy, WebhookError};
+    let tls = match (args.tls_cert_file, args.tls_key_file) {
+        (Some(cert), Some(key)) => tls::TlsSource::Files { cert, key },
+        _ => tls::TlsSource::Managed(tls::ManagedTls {
+            dns_names: tls::service_dns_names(&args.service, &args.namespace),
+            namespace: args.namespace,
+            secret: args.tls_secret,
+            webhook_configuration: Some(args.webhook_configuration).filter(|n| !n.is_empty()),
+        }),
+    };
+    let config = Config {
+        listen: args.listen,
+        not_ready: if args.allow_not_ready {
+            NotReadyPolicy::Allow
+        } else {
+            NotReadyPolicy::Deny
+        },
+        tls,
+        cert_check_interval: Duration::from_secs(args.cert_check_seconds),
+    };
+    let result: Result<(), String> = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = kube::Client::try_default()
+                    .await
+                    .map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
+                bondnet::webhook::run(client, config)
+                    .await
+                    .map_err(|e: WebhookError| e.to_string())
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bondnet webhook: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

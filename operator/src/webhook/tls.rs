@@ -1,0 +1,329 @@
+//! Where the serving certificate comes from, and keeping it current while serving.
+//!
+//! `Managed`: the CA and serving certificate live in a Secret the webhook creates and renews
+//! itself (every replica reads the same Secret; writes use the resourceVersion, so two replicas
+//! never overwrite each other), and the caBundle of the MutatingWebhookConfiguration is set to
+//! the Secret's `ca.crt`. `Files`: a certificate and key mounted from elsewhere (cert-manager),
+//! re-read on every check so a renewed certificate is served without a restart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::Client;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use time::OffsetDateTime;
+
+use super::cert::{self, Bundle, KEY_CA_CERT, KEY_CA_KEY, KEY_TLS_CERT, KEY_TLS_KEY};
+use super::WebhookError;
+use crate::api::keys;
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// Made and rotated by the webhook, stored in a Secret.
+    Managed(ManagedTls),
+    /// PEM files mounted into the pod (cert-manager), re-read on every check.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+}
+
+/// The self-managed certificate's Secret and the names it must carry.
+#[derive(Debug, Clone)]
+pub struct ManagedTls {
+    /// Namespace of the Secret (the webhook's own).
+    pub namespace: String,
+    /// Name of the Secret.
+    pub secret: String,
+    /// DNS names of the webhook Service.
+    pub dns_names: Vec<String>,
+    /// MutatingWebhookConfiguration whose caBundle is kept current; `None` leaves it alone.
+    pub webhook_configuration: Option<String>,
+}
+
+/// DNS names under which the API server reaches `service` in `namespace`.
+pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+        format!("{service}.{namespace}"),
+        service.to_owned(),
+    ]
+}
+
+/// Serves whatever certificate was set last.
+#[derive(Default)]
+pub struct CertResolver {
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+}
+
+impl fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CertResolver")
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.read().ok().and_then(|c| c.clone())
+    }
+}
+
+impl CertResolver {
+    /// Serves `cert_pem` with `key_pem` from the next handshake on.
+    pub fn set(&self, cert_pem: &str, key_pem: &str) -> Result<(), WebhookError> {
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| WebhookError::Tls(format!("certificate: {e}")))?;
+        if chain.is_empty() {
+            return Err(WebhookError::Tls(
+                "certificate: no CERTIFICATE block".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| WebhookError::Tls(format!("key: {e}")))?;
+        let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| WebhookError::Tls(format!("key: {e}")))?;
+        let certified = Arc::new(CertifiedKey::new(chain, signing));
+        if let Ok(mut current) = self.current.write() {
+            *current = Some(certified);
+        }
+        Ok(())
+    }
+}
+
+/// Loads the first certificate, retrying API errors until it succeeds: the webhook cannot
+/// serve without one. Errors in the certificate itself are returned.
+pub async fn load_first(
+    client: &Client,
+    source: &TlsSource,
+    resolver: &CertResolver,
+) -> Result<(), WebhookError> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match sync_once(client, source, resolver).await {
+            Ok(()) => return Ok(()),
+            Err(err @ WebhookError::Kube { .. }) => {
+                tracing::warn!(error = %err, "cannot get the serving certificate yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Re-checks the certificate every `interval`, forever.
+pub async fn maintain(
+    client: Client,
+    source: TlsSource,
+    resolver: Arc<CertResolver>,
+    interval: Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Err(err) = sync_once(&client, &source, &resolver).await {
+            tracing::warn!(error = %err, "certificate check failed; serving the previous certificate");
+        }
+    }
+}
+
+async fn sync_once(
+    client: &Client,
+    source: &TlsSource,
+    resolver: &CertResolver,
+) -> Result<(), WebhookError> {
+    match source {
+        TlsSource::Files { cert, key } => {
+            let read = |path: &PathBuf| {
+                std::fs::read_to_string(path).map_err(|source| WebhookError::ReadFile {
+                    path: path.clone(),
+                    source,
+                })
+            };
+            resolver.set(&read(cert)?, &read(key)?)
+        }
+        TlsSource::Managed(managed) => {
+            let bundle = stored_bundle(client, managed, OffsetDateTime::now_utc()).await?;
+            resolver.set(&bundle.cert, &bundle.key)?;
+            if let Some(name) = &managed.webhook_configuration {
+                ensure_ca_bundle(client, name, &bundle.ca_cert).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn kube_error(step: &'static str, object: String) -> impl FnOnce(kube::Error) -> WebhookError {
+    move |source| WebhookError::Kube {
+        step,
+        object,
+        source,
+    }
+}
+
+fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 409)
+}
+
+/// The Secret's bundle, created or renewed as needed. When another replica wrote first, its
+/// bundle is used.
+async fn stored_bundle(
+    client: &Client,
+    managed: &ManagedTls,
+    now: OffsetDateTime,
+) -> Result<Bundle, WebhookError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &managed.namespace);
+    let object = format!("Secret {}/{}", managed.namespace, managed.secret);
+    for _ in 0..3 {
+        let existing = api
+            .get_opt(&managed.secret)
+            .await
+            .map_err(kube_error("get", object.clone()))?;
+        let Some(secret) = existing else {
+            let bundle = cert::new_bundle(&managed.dns_names, now)?;
+            match api
+                .create(&PostParams::default(), &to_secret(managed, &bundle, None))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(secret = %object, "created the webhook's CA and serving certificate");
+                    return Ok(bundle);
+                }
+                Err(err) if is_conflict(&err) => continue,
+                Err(err) => return Err(kube_error("create", object)(err)),
+            }
+        };
+        let renewed = match from_secret(&secret) {
+            Some(bundle) => match cert::renew(&bundle, &managed.dns_names, now) {
+                Ok(None) => return Ok(bundle),
+                Ok(Some(renewed)) => renewed,
+                Err(err) => {
+                    tracing::warn!(error = %err, secret = %object, "stored certificate unreadable; replacing it");
+                    cert::new_bundle(&managed.dns_names, now)?
+                }
+            },
+            None => cert::new_bundle(&managed.dns_names, now)?,
+        };
+        let resource_version = secret.metadata.resource_version.clone();
+        match api
+            .replace(
+                &managed.secret,
+                &PostParams::default(),
+                &to_secret(managed, &renewed, resource_version),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(secret = %object, "renewed the webhook certificate");
+                return Ok(renewed);
+            }
+            Err(err) if is_conflict(&err) => continue,
+            Err(err) => return Err(kube_error("update", object)(err)),
+        }
+    }
+    Err(WebhookError::Tls(format!(
+        "{object} kept changing under three attempts to write it; another writer is fighting over it"
+    )))
+}
+
+fn to_secret(managed: &ManagedTls, bundle: &Bundle, resource_version: Option<String>) -> Secret {
+    let data = BTreeMap::from([
+        (
+            KEY_CA_CERT.to_owned(),
+            ByteString(bundle.ca_cert.clone().into_bytes()),
+        ),
+        (
+            KEY_CA_KEY.to_owned(),
+            ByteString(bundle.ca_key.clone().into_bytes()),
+        ),
+        (
+            KEY_TLS_CERT.to_owned(),
+            ByteString(bundle.cert.clone().into_bytes()),
+        ),
+        (
+            KEY_TLS_KEY.to_owned(),
+            ByteString(bundle.key.clone().into_bytes()),
+        ),
+    ]);
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(managed.secret.clone()),
+            namespace: Some(managed.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                keys::LABEL_MANAGED_BY.to_owned(),
+                keys::MANAGED_BY.to_owned(),
+            )])),
+            resource_version,
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+fn from_secret(secret: &Secret) -> Option<Bundle> {
+    let data = secret.data.as_ref()?;
+    let text = |key: &str| {
+        data.get(key)
+            .and_then(|b| String::from_utf8(b.0.clone()).ok())
+            .filter(|s| !s.is_empty())
+    };
+    Some(Bundle {
+        ca_cert: text(KEY_CA_CERT)?,
+        ca_key: text(KEY_CA_KEY)?,
+        cert: text(KEY_TLS_CERT)?,
+        key: text(KEY_TLS_KEY)?,
+    })
+}
+
+/// Sets every webhook's caBundle in the configuration `name` to `ca_pem`, if it differs.
+async fn ensure_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Result<(), WebhookError> {
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let object = format!("MutatingWebhookConfiguration {name}");
+    let Some(mut configuration) = api
+        .get_opt(name)
+        .await
+        .map_err(kube_error("get", object.clone()))?
+    else {
+        tracing::warn!(configuration = %name, "not found; its caBundle cannot be set (is the chart installed?)");
+        return Ok(());
+    };
+    let wanted = ByteString(ca_pem.as_bytes().to_vec());
+    let mut changed = false;
+    for webhook in configuration.webhooks.iter_mut().flatten() {
+        if webhook.client_config.ca_bundle.as_ref() != Some(&wanted) {
+            webhook.client_config.ca_bundle = Some(wanted.clone());
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(());
+    }
+    match api
+        .replace(name, &PostParams::default(), &configuration)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(configuration = %name, "caBundle updated");
+            Ok(())
+        }
+        // Someone else changed it meanwhile; the next check sets it again.
+        Err(err) if is_conflict(&err) => Ok(()),
+        Err(err) => Err(kube_error("update", object)(err)),
+    }
+}
