@@ -77,12 +77,14 @@ pair_pod() {
 # --- CNI calls --------------------------------------------------------------------------
 
 # cni CMD POD IFNAME CONF [CONTAINERID]: runs the bond binary as a runtime would.
-# POD is a netns name (its path is passed) or "-" for an empty CNI_NETNS.
+# POD is a netns name (its path under /run/netns is passed), an absolute path (passed as
+# is), or "-" for an empty CNI_NETNS.
 # Sets RC and OUT (stdout); stderr is in $W/err. A 60 s guard catches a hung plugin.
 cni() {
     local cmd=$1 ns=$2 ifn=$3 conf=$4 cid=${5:-cid-$2}
     local nspath="$NETNS_DIR/$ns"
     [ "$ns" = "-" ] && nspath=""
+    case "$ns" in /*) nspath=$ns ;; esac
     note "== $cmd: CNI_COMMAND=$cmd CNI_CONTAINERID=$cid CNI_NETNS=$nspath CNI_IFNAME=$ifn CNI_PATH=$CNI_BIN"
     note "   config: $(cat "$conf")"
     CNI_COMMAND=$cmd CNI_CONTAINERID=$cid CNI_NETNS=$nspath CNI_IFNAME=$ifn \

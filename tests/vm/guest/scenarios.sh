@@ -426,6 +426,84 @@ t_check_removed() {
     err_text | grep -qi -e mode -e active-backup -e balance-rr || fail "CHECK's error does not mention the mode: $OUT"
 }
 
+# CHECK notices drift after ADD: the bond's MTU changed, its address removed.
+t_check_drift() {
+    local a
+    pair_pod p sw "$GW/24"
+    bondconf "$W/c.json" balance-xor true "net1 net2" '{"mtu": 1450}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    a=$(jout '.ips[0].address')
+    with_prev "$W/c.json" "$OUT" "$W/check.json"
+    cni CHECK p bond0 "$W/check.json"
+    expect_ok "CHECK right after ADD"
+    must $IP -n p link set bond0 mtu 1400
+    cni CHECK p bond0 "$W/check.json"
+    expect_err "CHECK with bond0's MTU changed to 1400"
+    err_text | grep -qi mtu || fail "CHECK's error does not mention the MTU: $OUT"
+    must $IP -n p link set bond0 mtu 1450
+    cni CHECK p bond0 "$W/check.json"
+    expect_ok "CHECK with the MTU put back"
+    must $IP -n p addr del "$a" dev bond0
+    cni CHECK p bond0 "$W/check.json"
+    expect_err "CHECK with bond0's address removed"
+    err_text | grep -q "${a%/*}" || fail "CHECK's error does not name the address ${a%/*}: $OUT"
+    cni DEL p bond0 "$W/check.json"
+    expect_ok "DEL"
+}
+
+# Dual-stack host-local (an IPv4 and an IPv6 range) over three ports.
+t_ipam_dual_stack() {
+    local n
+    pair_pod p sw "$GW/24"
+    vf p net3 sw pp3
+    must $IP -n sw addr add fd00:10::1/64 dev br0 nodad
+    bondconf "$W/c.json" balance-xor true "net1 net2 net3" \
+        '{"ipam": {"subnet": null, "gateway": null, "rangeStart": null, "rangeEnd": null,
+                   "ranges": [[{"subnet": "10.10.0.0/24", "gateway": "10.10.0.1"}],
+                              [{"subnet": "fd00:10::/64", "gateway": "fd00:10::1"}]],
+                   "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}'
+    jq -M 'del(.ipam.subnet, .ipam.gateway, .ipam.rangeStart, .ipam.rangeEnd)' "$W/c.json" >"$W/d.json"
+    cni ADD p bond0 "$W/d.json"
+    expect_ok "ADD dual-stack"
+    assert_bond p bond0 balance-xor "net1 net2 net3"
+    n=$(jout '[.ips[] | select(.interface == 0)] | length')
+    [ "$n" = 2 ] || fail "the result has $n addresses on bond0, expected an IPv4 and an IPv6 one: $OUT"
+    [ "$(addrs p bond0)" = "$(jout '[.ips[].address] | sort | join(" ")')" ] ||
+        fail "bond0 has '$(addrs p bond0)', the result says $(jout '[.ips[].address] | join(" ")')"
+    ipn p -6 route show default | grep -q 'via fd00:10::1 dev bond0' ||
+        fail "no IPv6 default route via fd00:10::1: $(ipn p -6 route show | tr '\n' ';')"
+    ipn p route show default | grep -q 'via 10.10.0.1 dev bond0' || fail "no IPv4 default route via 10.10.0.1"
+    ping_ok p "$GW" || fail "no IPv4 ping reply"
+    cni DEL p bond0 "$W/d.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2 net3"
+    assert_ipam_empty "after DEL"
+}
+
+# A runtime that names the netns by a process (/proc/PID/ns/net) instead of a bind mount.
+t_netns_proc_path() {
+    local pid nsp n
+    pair_pod p sw "$GW/24"
+    $IP netns exec p sleep 300 </dev/null >/dev/null 2>&1 &
+    pid=$!
+    wait_for 5 sh -c "[ \"\$(readlink /proc/$pid/ns/net)\" != \"\$(readlink /proc/self/ns/net)\" ]" ||
+        fail "the sleeper did not enter the pod netns"
+    nsp="/proc/$pid/ns/net"
+    bondconf "$W/c.json" active-backup true "net1 net2"
+    cni ADD "$nsp" bond0 "$W/c.json" cid-proc
+    expect_ok "ADD with CNI_NETNS=$nsp"
+    assert_bond p bond0 active-backup "net1 net2"
+    n=$(jout --arg s "$nsp" '[.interfaces[] | select(.sandbox == $s)] | length')
+    [ "$n" = 3 ] || fail "the result's sandboxes are not $nsp: $OUT"
+    ping_ok p "$GW" || fail "no ping reply"
+    cni DEL "$nsp" bond0 "$W/c.json" cid-proc
+    expect_ok "DEL with CNI_NETNS=$nsp"
+    assert_released p bond0 "net1 net2"
+    kill "$pid" 2>/dev/null
+    assert_ipam_empty "after DEL"
+}
+
 # host-local from Debian's containernetworking-plugins: address, gateway route, ping.
 t_ipam_host_local() {
     local a

@@ -34,8 +34,11 @@ del-after-netns-gone-succeeds|t_del_netns_gone
 del-when-bond-or-port-already-gone|t_del_partly_gone
 check-passes-on-good-bond|t_check_good
 check-catches-removed-port|t_check_removed
+check-catches-mtu-and-address-drift|t_check_drift
 ipam-host-local-address-and-routes|t_ipam_host_local
 ipam-static-addresses-routes-dns|t_ipam_static
+ipam-host-local-dual-stack-three-ports|t_ipam_dual_stack
+netns-given-as-proc-path|t_netns_proc_path
 rollback-when-ipam-config-fails|t_rollback_ipam_config
 rollback-when-ipam-range-exhausted|t_rollback_ipam_exhausted
 rollback-when-a-link-is-missing|t_rollback_missing_link
