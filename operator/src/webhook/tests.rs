@@ -551,3 +551,51 @@ fn every_short_form_parses() {
         ]
     );
 }
+
+// === against the real plan ===
+
+#[test]
+fn the_webhook_writes_exactly_what_the_real_plan_publishes_in_status() {
+    use crate::fixtures::{network, node_with_cards};
+    use crate::plan::{plan, Allocation, Inputs, Settings};
+
+    let mut networks = vec![
+        network("demo", "fast", |_| {}),
+        network("demo", "wide", |s| {
+            s.links = 3;
+            s.ifname = "uplink".into();
+            s.resource_prefix = "example.com".into();
+        }),
+    ];
+    let nodes = [node_with_cards("n1", &[], 3, 8)];
+    let labels = BTreeMap::new();
+    let previous = Allocation::default();
+    let settings = Settings::default();
+    let statuses: Vec<BondNetworkStatus> = plan(&Inputs {
+        networks: &networks,
+        nodes: &nodes,
+        node_labels: &labels,
+        previous: &previous,
+        settings: &settings,
+    })
+    .networks
+    .into_iter()
+    .map(|n| n.status)
+    .collect();
+    let mut expected_networks = Vec::new();
+    let mut expected_resources = BTreeMap::new();
+    for (network, status) in networks.iter_mut().zip(statuses) {
+        let listed: Vec<Value> =
+            serde_json::from_str(status.pod_annotation.as_deref().expect("annotation"))
+                .expect("JSON list");
+        expected_networks.extend(listed);
+        expected_resources.extend(status.pod_resources.clone());
+        network.metadata.generation = status.observed_generation;
+        network.status = Some(status);
+    }
+    let out = admitted(&app_pod("fast, wide"), &store(networks));
+    assert_eq!(networks_of(&out), Value::Array(expected_networks));
+    let limits: BTreeMap<String, String> =
+        serde_json::from_value(resources_of(&out, 0)["limits"].clone()).expect("limits");
+    assert_eq!(limits, expected_resources);
+}

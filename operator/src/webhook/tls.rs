@@ -327,3 +327,238 @@ async fn ensure_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Result<(
         Err(err) => Err(kube_error("update", object)(err)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, StatusCode};
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::mock::{self, status_error};
+
+    const SECRET_PATH: &str = "/api/v1/namespaces/bondnet-system/secrets/bondnet-webhook-tls";
+    const SECRETS_PATH: &str = "/api/v1/namespaces/bondnet-system/secrets";
+    const CONFIG_PATH: &str =
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/bondnet-webhook";
+
+    fn managed() -> ManagedTls {
+        ManagedTls {
+            namespace: "bondnet-system".into(),
+            secret: "bondnet-webhook-tls".into(),
+            dns_names: service_dns_names("bondnet-webhook", "bondnet-system"),
+            webhook_configuration: Some("bondnet-webhook".into()),
+        }
+    }
+
+    fn stored(bundle: &Bundle) -> Value {
+        serde_json::to_value(to_secret(&managed(), bundle, Some("7".into()))).expect("secret")
+    }
+
+    fn configuration(ca_bundle: Option<&str>) -> Value {
+        let mut webhook = json!({
+            "name": "pods.bondnet.io",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "clientConfig": {"service": {"name": "bondnet-webhook", "namespace": "bondnet-system"}},
+        });
+        if let Some(ca) = ca_bundle {
+            webhook["clientConfig"]["caBundle"] =
+                serde_json::to_value(ByteString(ca.as_bytes().to_vec())).expect("base64");
+        }
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "bondnet-webhook", "resourceVersion": "3"},
+            "webhooks": [webhook],
+        })
+    }
+
+    fn secret_text(body: &Value, key: &str) -> String {
+        let bytes: ByteString =
+            serde_json::from_value(body["data"][key].clone()).expect("base64 data");
+        String::from_utf8(bytes.0).expect("utf-8")
+    }
+
+    fn ca_bundle_of(body: &Value) -> String {
+        let bytes: ByteString =
+            serde_json::from_value(body["webhooks"][0]["clientConfig"]["caBundle"].clone())
+                .expect("caBundle");
+        String::from_utf8(bytes.0).expect("utf-8")
+    }
+
+    fn sync(
+        client: kube::Client,
+        resolver: Arc<CertResolver>,
+    ) -> tokio::task::JoinHandle<Result<(), WebhookError>> {
+        tokio::spawn(
+            async move { sync_once(&client, &TlsSource::Managed(managed()), &resolver).await },
+        )
+    }
+
+    fn loaded(resolver: &CertResolver) -> bool {
+        resolver
+            .current
+            .read()
+            .map(|c| c.is_some())
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn the_first_start_creates_the_secret_and_sets_the_ca_bundle() {
+        let (client, mut api) = mock::client();
+        let resolver = Arc::new(CertResolver::default());
+        let task = sync(client, resolver.clone());
+        api.expect(
+            Method::GET,
+            SECRET_PATH,
+            StatusCode::NOT_FOUND,
+            status_error(404, "NotFound", "no"),
+        )
+        .await;
+        let created = api.expect_echo(Method::POST, SECRETS_PATH).await;
+        assert_eq!(created.body["type"], "kubernetes.io/tls");
+        assert_eq!(
+            created.body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "bondnet"
+        );
+        let ca = secret_text(&created.body, "ca.crt");
+        assert!(secret_text(&created.body, "tls.key").contains("PRIVATE KEY"));
+        api.expect(
+            Method::GET,
+            CONFIG_PATH,
+            StatusCode::OK,
+            configuration(None),
+        )
+        .await;
+        let updated = api.expect_echo(Method::PUT, CONFIG_PATH).await;
+        assert_eq!(ca_bundle_of(&updated.body), ca);
+        assert_eq!(updated.body["metadata"]["resourceVersion"], "3");
+        task.await.expect("task").expect("sync succeeds");
+        assert!(loaded(&resolver));
+    }
+
+    #[tokio::test]
+    async fn a_valid_secret_and_a_current_ca_bundle_cause_no_write() {
+        let bundle =
+            cert::new_bundle(&managed().dns_names, OffsetDateTime::now_utc()).expect("bundle");
+        let (client, mut api) = mock::client();
+        let resolver = Arc::new(CertResolver::default());
+        let task = sync(client, resolver.clone());
+        api.expect(Method::GET, SECRET_PATH, StatusCode::OK, stored(&bundle))
+            .await;
+        api.expect(
+            Method::GET,
+            CONFIG_PATH,
+            StatusCode::OK,
+            configuration(Some(&bundle.ca_cert)),
+        )
+        .await;
+        api.expect_no_more().await;
+        task.await.expect("task").expect("sync succeeds");
+        assert!(loaded(&resolver));
+    }
+
+    #[tokio::test]
+    async fn when_another_replica_creates_the_secret_first_its_certificate_is_used() {
+        let theirs =
+            cert::new_bundle(&managed().dns_names, OffsetDateTime::now_utc()).expect("bundle");
+        let (client, mut api) = mock::client();
+        let task = sync(client, Arc::new(CertResolver::default()));
+        api.expect(
+            Method::GET,
+            SECRET_PATH,
+            StatusCode::NOT_FOUND,
+            status_error(404, "NotFound", "no"),
+        )
+        .await;
+        api.expect(
+            Method::POST,
+            SECRETS_PATH,
+            StatusCode::CONFLICT,
+            status_error(409, "AlreadyExists", "exists"),
+        )
+        .await;
+        api.expect(Method::GET, SECRET_PATH, StatusCode::OK, stored(&theirs))
+            .await;
+        api.expect(
+            Method::GET,
+            CONFIG_PATH,
+            StatusCode::OK,
+            configuration(None),
+        )
+        .await;
+        let updated = api.expect_echo(Method::PUT, CONFIG_PATH).await;
+        assert_eq!(ca_bundle_of(&updated.body), theirs.ca_cert);
+        task.await.expect("task").expect("sync succeeds");
+    }
+
+    #[tokio::test]
+    async fn an_expiring_certificate_is_renewed_under_the_same_ca_with_the_resource_version() {
+        let old = cert::new_bundle(
+            &managed().dns_names,
+            OffsetDateTime::now_utc() - time::Duration::days(330),
+        )
+        .expect("bundle");
+        let (client, mut api) = mock::client();
+        let task = sync(client, Arc::new(CertResolver::default()));
+        api.expect(Method::GET, SECRET_PATH, StatusCode::OK, stored(&old))
+            .await;
+        let replaced = api.expect_echo(Method::PUT, SECRET_PATH).await;
+        assert_eq!(replaced.body["metadata"]["resourceVersion"], "7");
+        assert_eq!(secret_text(&replaced.body, "ca.crt"), old.ca_cert);
+        assert_ne!(secret_text(&replaced.body, "tls.crt"), old.cert);
+        api.expect(
+            Method::GET,
+            CONFIG_PATH,
+            StatusCode::OK,
+            configuration(Some(&old.ca_cert)),
+        )
+        .await;
+        api.expect_no_more().await;
+        task.await.expect("task").expect("sync succeeds");
+    }
+
+    #[tokio::test]
+    async fn a_missing_webhook_configuration_is_not_an_error() {
+        let bundle =
+            cert::new_bundle(&managed().dns_names, OffsetDateTime::now_utc()).expect("bundle");
+        let (client, mut api) = mock::client();
+        let task = sync(client, Arc::new(CertResolver::default()));
+        api.expect(Method::GET, SECRET_PATH, StatusCode::OK, stored(&bundle))
+            .await;
+        api.expect(
+            Method::GET,
+            CONFIG_PATH,
+            StatusCode::NOT_FOUND,
+            status_error(404, "NotFound", "no"),
+        )
+        .await;
+        task.await.expect("task").expect("sync succeeds");
+    }
+
+    #[tokio::test]
+    async fn files_from_cert_manager_are_served_and_unreadable_ones_are_named() {
+        let bundle =
+            cert::new_bundle(&["localhost".to_owned()], OffsetDateTime::now_utc()).expect("bundle");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cert_path = dir.path().join("tls.crt");
+        let key_path = dir.path().join("tls.key");
+        std::fs::write(&cert_path, &bundle.cert).expect("write");
+        std::fs::write(&key_path, &bundle.key).expect("write");
+        let (client, _api) = mock::client();
+        let resolver = CertResolver::default();
+        let files = TlsSource::Files {
+            cert: cert_path.clone(),
+            key: key_path,
+        };
+        sync_once(&client, &files, &resolver)
+            .await
+            .expect("files load");
+        assert!(loaded(&resolver));
+        std::fs::remove_file(&cert_path).expect("remove");
+        let err = sync_once(&client, &files, &resolver)
+            .await
+            .expect_err("missing file");
+        assert!(err.to_string().contains("tls.crt"), "{err}");
+    }
+}
