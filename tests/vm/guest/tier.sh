@@ -1,7 +1,9 @@
 #!/bin/sh
 # Runs the real-kernel tier's scenarios (all, or those named as arguments), one at a time,
 # each in a subshell after a reset of the guest, and prints `SCENARIO <name> PASS` or
-# `SCENARIO <name> FAIL: <why>` (preceded by the scenario's log) for each.
+# `SCENARIO <name> FAIL: <why>` (preceded by the scenario's log) for each. Every scenario
+# ends with all its attachments deleted, so anything IPAM or the plugin still keeps on disk
+# after it is a leak, and fails it.
 
 # name | function and arguments (scenarios.sh)
 SCENARIOS='
@@ -66,7 +68,19 @@ reset_guest() {
     for l in $($IP -o link show | awk '{ sub(/:$/, "", $2); sub(/@.*/, "", $2); print $2 }'); do
         [ "$l" = lo ] || $IP link del "$l" 2>/dev/null
     done
-    rm -rf /var/lib/cni/networks
+    rm -rf /var/lib/cni /run/bondnet
+    mkdir -p /var/lib/cni
+}
+
+# leftovers: what a scenario that deleted every attachment it added must not leave behind:
+# host-local reservations and the plugin's saved port state (its default stateDir).
+leftovers() {
+    local f
+    for f in /var/lib/cni/networks/*/* /var/lib/cni/bondnet/*.json; do
+        [ -e "$f" ] || continue
+        case "${f##*/}" in last_reserved_ip.* | lock) continue ;; esac
+        echo "$f"
+    done
 }
 
 uptime_cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
@@ -88,6 +102,10 @@ echo "$SCENARIOS" | while IFS='|' read -r name fn; do
     # shellcheck disable=SC2086
     (W="$W"; . /bondnet/lib.sh; . /bondnet/scenarios.sh; $fn) >>"$W/log" 2>&1 </dev/null
     rc=$?
+    if [ $rc -eq 0 ] && [ -n "$(leftovers)" ]; then
+        echo "left behind after every attachment was deleted: $(leftovers | tr '\n' ' ')" >"$W/why"
+        rc=1
+    fi
     t1=$(uptime_cs)
     secs="$(((t1 - t0) / 100)).$(((t1 - t0) % 100 / 10))"
     if [ $rc -eq 0 ]; then
