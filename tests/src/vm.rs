@@ -60,6 +60,7 @@ pub const SCENARIOS: &[&str] = &[
     "eight-concurrent-adds-with-host-links",
     "racing-adds-for-the-same-host-links",
     "seed-sriov-failover-config",
+    "upstream-configs-work-unchanged",
 ];
 
 /// The workspace root (the parent of this crate).

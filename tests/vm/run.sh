@@ -75,6 +75,9 @@ copy_with_libs "$BOND_BIN" /opt/cni/bin/bond
 [ -z "$BENCH_BIN" ] || copy_with_libs "$BENCH_BIN" /usr/bin/bond-bench
 mkdir -p "$stage/bondnet"
 cp "$HERE"/guest/*.sh "$stage/bondnet/"
+# Upstream bond-cni configs (the plugin's fixtures): one scenario runs each unchanged.
+mkdir -p "$stage/bondnet/fixtures"
+cp "$ROOT"/tests/fixtures/upstream/*.json "$stage/bondnet/fixtures/" 2>/dev/null || true
 install -m 0755 "$HERE/guest/init" "$stage/bondnet/init"
 printf '%s\n' "${args[@]}" >"$stage/bondnet/args"
 echo "$mode" >"$stage/bondnet/mode"

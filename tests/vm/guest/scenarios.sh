@@ -1119,6 +1119,65 @@ t_race_host_links() {
     assert_ipam_empty "after DEL"
 }
 
+# Every upstream bond-cni config in tests/fixtures/upstream (shipped in /bondnet/fixtures)
+# works unchanged: ADD builds the bond it describes over its links (in the pod or moved
+# from the host), DEL takes it back. Only an IPAM this guest lacks (calico-ipam) is swapped
+# for host-local.
+t_upstream_fixtures() {
+    local f facts mode lic links ifn ipam ns k conf n=0
+    for f in /bondnet/fixtures/*.json; do
+        [ -e "$f" ] || fail "no fixtures shipped in /bondnet/fixtures"
+        facts=$(jq -M -r '[(.mode // "balance-rr" | tostring), (.linksInContainer // false | tostring),
+            ([.links[].name] | sort | join(" ")), (.ifname // "bond0"), (.ipam.type // "none")] | join("|")' "$f") ||
+            fail "fixture $f is not JSON"
+        mode=$(echo "$facts" | cut -d'|' -f1)
+        lic=$(echo "$facts" | cut -d'|' -f2)
+        links=$(echo "$facts" | cut -d'|' -f3)
+        ifn=$(echo "$facts" | cut -d'|' -f4)
+        ipam=$(echo "$facts" | cut -d'|' -f5)
+        note "== fixture ${f##*/}: mode $mode, linksInContainer $lic, links '$links', ifname $ifn, ipam $ipam"
+        reset_fixture
+        switch sw "$GW/24"
+        pod p
+        ns=p
+        [ "$lic" = true ] || ns=host
+        k=0
+        for l in $links; do
+            k=$((k + 1))
+            vf "$ns" "$l" sw "fx$k"
+        done
+        snapshot host >"$W/host.before"
+        snapshot p >"$W/pod.before"
+        conf="$W/${f##*/}"
+        case "$ipam" in
+        host-local | static | none) cp "$f" "$conf" ;;
+        *) jq -M --arg s "$SUBNET" '.ipam = {type: "host-local", subnet: $s}' "$f" >"$conf" ;;
+        esac
+        cni ADD p "$ifn" "$conf"
+        expect_ok "ADD with upstream config ${f##*/}"
+        assert_bond p "$ifn" "$mode" "$links"
+        if [ "$ipam" = static ]; then
+            [ -n "$(addrs p "$ifn")" ] || fail "${f##*/}: no static address on $ifn"
+        fi
+        cni DEL p "$ifn" "$conf"
+        expect_ok "DEL with upstream config ${f##*/}"
+        ! has_link p "$ifn" || fail "${f##*/}: $ifn still in the pod after DEL"
+        same_snapshot host "$W/host.before" "${f##*/}: host after DEL"
+        same_snapshot p "$W/pod.before" "${f##*/}: pod after DEL"
+        n=$((n + 1))
+    done
+    [ $n -ge 5 ] || fail "only $n upstream fixtures ran"
+    note "$n upstream configs passed"
+}
+
+# reset_fixture: between fixtures, no netns and no links but lo, no IPAM state.
+reset_fixture() {
+    local ns l
+    for ns in $($IP netns list | cut -d' ' -f1); do $IP netns del "$ns"; done
+    for l in $(links host | cut -d' ' -f1); do $IP link del "$l" 2>/dev/null; done
+    rm -rf "$IPAM_DIR"
+}
+
 # The seed's SR-IOV failover NAD as the seed has it (miimon "100", cniVersion 0.3.1), with
 # the CNI_ARGS Multus passes.
 t_seed_sriov_failover() {

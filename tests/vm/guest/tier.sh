@@ -57,6 +57,7 @@ sixteen-concurrent-adds|t_concurrent
 eight-concurrent-adds-with-host-links|t_concurrent_host_links
 racing-adds-for-the-same-host-links|t_race_host_links
 seed-sriov-failover-config|t_seed_sriov_failover
+upstream-configs-work-unchanged|t_upstream_fixtures
 '
 IP=/usr/sbin/ip
 
