@@ -116,14 +116,14 @@ fn every_api_the_code_opens_is_listed_in_the_charts_permissions() {
     }
 }
 
-/// Renders and lints the chart with the real Helm engine (helm-sdkpy). Gated: needs
-/// `pip install --ignore-requires-python helm-sdkpy pyyaml`; set BONDNET_HELM=1 (and
-/// BONDNET_HELM_PYTHON to that Python if it is not `python3`).
+/// Renders and lints the chart with the real Helm engine (helm-sdkpy). Gated: run
+/// `BONDNET_HELM=1 BONDNET_HELM_PYTHON="$(charts/bondnet/tests/install-deps.sh)" cargo test
+/// -p bondnet-operator --test chart` (the script installs helm-sdkpy and PyYAML in a venv).
 #[test]
 fn the_chart_renders_lints_and_grants_exactly_what_the_code_uses() {
     if std::env::var("BONDNET_HELM").as_deref() != Ok("1") {
         eprintln!(
-            "SKIPPED: chart tier (real Helm engine) not run; set BONDNET_HELM=1 after `pip install --ignore-requires-python helm-sdkpy pyyaml`"
+            "SKIPPED: chart tier (real Helm engine) not run; run with BONDNET_HELM=1 BONDNET_HELM_PYTHON=\"$(charts/bondnet/tests/install-deps.sh)\""
         );
         return;
     }
@@ -138,7 +138,7 @@ fn the_chart_renders_lints_and_grants_exactly_what_the_code_uses() {
     eprintln!("{stdout}{stderr}");
     assert!(
         output.status.success(),
-        "chart tests failed (or helm-sdkpy is missing: pip install --ignore-requires-python helm-sdkpy pyyaml)"
+        "chart tests failed (or helm-sdkpy is missing: run charts/bondnet/tests/install-deps.sh and pass its output as BONDNET_HELM_PYTHON)"
     );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }

@@ -34,6 +34,7 @@ RESOURCES = {
     "v1": [("secrets", "Secret", True), ("configmaps", "ConfigMap", True), ("services", "Service", True),
            ("serviceaccounts", "ServiceAccount", True), ("namespaces", "Namespace", False), ("pods", "Pod", True)],
     "apps/v1": [("deployments", "Deployment", True), ("daemonsets", "DaemonSet", True)],
+    "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     "rbac.authorization.k8s.io/v1": [("clusterroles", "ClusterRole", False), ("clusterrolebindings", "ClusterRoleBinding", False),
                                      ("roles", "Role", True), ("rolebindings", "RoleBinding", True)],
     "admissionregistration.k8s.io/v1": [("mutatingwebhookconfigurations", "MutatingWebhookConfiguration", False)],
@@ -251,6 +252,9 @@ def test_default_install_renders_every_component_with_least_privilege():
     instance = webhook["objectSelector"]["matchExpressions"][0]
     assert instance == {"key": "app.kubernetes.io/instance", "operator": "NotIn", "values": [RELEASE]}
     assert webhook["clientConfig"]["service"]["name"] == find(objects, "Service")["metadata"]["name"]
+    budget = find(objects, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == find(objects, "Deployment", "-webhook")["spec"]["selector"]["matchLabels"]
     webhook_env = {e["name"]: e.get("value") for e in find(objects, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert webhook_env["BONDNET_WEBHOOK_CONFIGURATION"] == find(objects, "MutatingWebhookConfiguration")["metadata"]["name"]
 

@@ -66,6 +66,9 @@ pub enum WebhookError {
     /// rustls refused the certificate or key.
     #[error("the serving certificate or key is unusable: {0}")]
     Tls(String),
+    /// The certificate Secret changed under every attempt to write it.
+    #[error("{secret} kept changing under three attempts to write it; is another program writing it? Give the webhook a Secret of its own with --tls-secret")]
+    SecretContended { secret: String },
     /// An API request failed; `step` says which.
     #[error("cannot {step} {object}: {source}")]
     Kube {

@@ -235,9 +235,7 @@ async fn stored_bundle(
             Err(err) => return Err(kube_error("update", object)(err)),
         }
     }
-    Err(WebhookError::Tls(format!(
-        "{object} kept changing under three attempts to write it; another writer is fighting over it"
-    )))
+    Err(WebhookError::SecretContended { secret: object })
 }
 
 fn to_secret(managed: &ManagedTls, bundle: &Bundle, resource_version: Option<String>) -> Secret {
