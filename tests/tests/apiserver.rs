@@ -140,6 +140,19 @@ impl Server {
         );
     }
 
+    /// Stops the API server alone (etcd keeps the data): gracefully, or by SIGKILL as in a
+    /// crash; then starts it again on the same port.
+    fn restart_api_server(&self, crash: bool, down_for: Duration) {
+        let bin = built_server().as_ref().expect("the server was built");
+        self.run(
+            "stop.sh",
+            if crash { "server-crash" } else { "server" },
+            bin,
+        );
+        std::thread::sleep(down_for);
+        self.run("start.sh", "server", bin);
+    }
+
     async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read the kubeconfig");
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -192,11 +205,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The CRDs this tier installs: every one under crds/, then the NAD CRD.
 fn crd_documents() -> Vec<CustomResourceDefinition> {
-    let mut files = yaml_files(
-        &std::env::var_os("TMP_CRDS")
-            .map(PathBuf::from)
-            .unwrap_or(repo_root().join("crds")),
-    );
+    let mut files = yaml_files(&repo_root().join("crds"));
     assert!(!files.is_empty(), "crds/ holds no CRD");
     files.push(script("nad-crd.yaml"));
     files
@@ -712,7 +721,6 @@ impl Bondnet {
     }
 
     /// Peak resident memory so far, in KiB (VmHWM).
-    #[allow(dead_code)]
     fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         status
@@ -722,6 +730,9 @@ impl Bondnet {
     }
 
     fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status();
@@ -857,19 +868,28 @@ fn condition<'a>(object: Option<&'a Value>, type_: &str) -> Option<&'a Value> {
         .find(|c| c["type"] == type_)
 }
 
-/// Polls `f` every 200 ms until it returns Some, or panics with `what` after TIMEOUT. For
+/// Polls `f` every 200 ms until it returns Ok, or panics with `what` after TIMEOUT. For
 /// collections (lists by label), where a single-object watch does not apply.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,
 {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    eventually_within(TIMEOUT, what, f).await
+}
+
+/// [`eventually`] with its own limit.
+async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         match f().await {
             Ok(v) => return v,
             Err(last) if tokio::time::Instant::now() > deadline => {
-                panic!("not {what} within {TIMEOUT:?}: {last}")
+                panic!("not {what} within {limit:?}: {last}")
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
@@ -1303,4 +1323,359 @@ async fn the_controller_writes_owned_nads_and_status_follows_updates_and_cleans_
     })
     .await;
     controller.assert_running();
+}
+
+/// One sample of a controller's /metrics (Prometheus text), by metric name.
+async fn metric(port: u16, name: &str) -> Option<f64> {
+    let body = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body)
+    })
+    .await
+    .ok()?
+    .ok()?;
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn lease_holder(lease: Option<&Value>) -> Option<String> {
+    lease?["spec"]["holderIdentity"].as_str().map(str::to_owned)
+}
+
+fn leases(client: &Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease");
+    dynamic_api(client, &gvk, "leases", Some("bondnet-system"))
+}
+
+async fn bond_nad_mtu(client: &Client, ns: &str, network: &str) -> Result<Value, String> {
+    let n = network_nads(client, ns, network).await;
+    let bond = n
+        .iter()
+        .find(|n| n["metadata"]["labels"]["bondnet.io/role"] == "bond")
+        .ok_or("no bond NAD")?;
+    let config: Value = serde_json::from_str(bond["spec"]["config"].as_str().unwrap_or("{}"))
+        .map_err(|e| e.to_string())?;
+    Ok(config["mtu"].clone())
+}
+
+/// Waits for the bond NAD to carry `mtu`. Allows 120 s: after an API server restart, kube-runtime
+/// re-lists with a backoff of up to 30 s per watch.
+async fn wait_for_mtu(client: &Client, ns: &str, network: &str, mtu: u64) {
+    let what = format!("the bond NAD of {network} at mtu {mtu}");
+    eventually_within(Duration::from_secs(120), &what, || {
+        let client = client.clone();
+        async move {
+            match bond_nad_mtu(&client, ns, network).await? {
+                v if v == mtu => Ok(()),
+                v => Err(format!("mtu {v}")),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_elect_one_leader_only_it_writes_and_the_other_takes_over() {
+    let Some(server) = Server::start("leader") else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    install_stand_ins(&client).await;
+    apply_example_nodes(&client).await;
+
+    let (mut first, first_port) = start_controller(&server, "controller-a");
+    let lease = wait_for(
+        &leases(&client),
+        "bondnet-controller",
+        "held by controller-a",
+        |o| lease_holder(o).as_deref() == Some("controller-a"),
+    )
+    .await;
+    assert!(lease.is_some());
+    let (mut second, second_port) = start_controller(&server, "controller-b");
+    eventually("controller-b serving metrics", || async {
+        metric(second_port, "bondnet_leader")
+            .await
+            .ok_or_else(|| "no metrics yet".to_string())
+    })
+    .await;
+
+    let doc = example_network("fast-failover");
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .expect("a namespace")
+        .to_string();
+    apply_document(&client, &doc).await;
+    let api = bond_networks(&client, &ns);
+    wait_for(&api, "fast-failover", "Ready", |o| {
+        condition(o, "Ready").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    assert_eq!(metric(first_port, "bondnet_leader").await, Some(1.0));
+    assert!(
+        metric(first_port, "bondnet_reconciles_total")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    assert_eq!(metric(second_port, "bondnet_leader").await, Some(0.0));
+    assert_eq!(
+        metric(second_port, "bondnet_reconciles_total").await,
+        Some(0.0),
+        "the follower reconciled:\n{}",
+        second.log()
+    );
+    let lease = leases(&client)
+        .get("bondnet-controller")
+        .await
+        .expect("the Lease");
+    assert_eq!(
+        lease_holder(Some(&serde_json::to_value(lease).expect("JSON"))).as_deref(),
+        Some("controller-a")
+    );
+
+    // The leader goes away: the follower takes the Lease and follows the next change.
+    first.stop();
+    wait_for(
+        &leases(&client),
+        "bondnet-controller",
+        "taken over by controller-b",
+        |o| lease_holder(o).as_deref() == Some("controller-b"),
+    )
+    .await;
+    let mut changed = doc.clone();
+    changed["spec"]["mtu"] = json!(1500);
+    apply_document(&client, &changed).await;
+    wait_for_mtu(&client, &ns, "fast-failover", 1500).await;
+    second.assert_running();
+    assert_eq!(metric(second_port, "bondnet_leader").await, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_recovers_from_an_api_server_restart_without_losing_or_duplicating_anything()
+{
+    let Some(server) = Server::start("restart") else {
+        return;
+    };
+    let client = server.client().await;
+    install_crds(&client).await;
+    install_stand_ins(&client).await;
+    apply_example_nodes(&client).await;
+    let (mut controller, _) = start_controller(&server, "controller-1");
+
+    let doc = example_network("fast-failover");
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .expect("a namespace")
+        .to_string();
+    apply_document(&client, &doc).await;
+    let api = bond_networks(&client, &ns);
+    let ready = |o: Option<&Value>| condition(o, "Ready").is_some_and(|c| c["status"] == "True");
+    wait_for(&api, "fast-failover", "Ready", ready).await;
+    let before = eventually("all NADs written", || {
+        let (client, ns) = (client.clone(), ns.clone());
+        async move {
+            let n = network_nads(&client, &ns, "fast-failover").await;
+            if n.len() == 3 {
+                Ok(n)
+            } else {
+                Err(format!("{} NADs", n.len()))
+            }
+        }
+    })
+    .await;
+
+    // A crash of the server, back within the Lease (15 s): the controller rides it out and
+    // follows a change made after it.
+    server.restart_api_server(true, Duration::from_secs(1));
+    let client = server.client().await;
+    let mut changed = doc.clone();
+    changed["spec"]["mtu"] = json!(1500);
+    apply_document(&client, &changed).await;
+    wait_for_mtu(&client, &ns, "fast-failover", 1500).await;
+    controller.assert_running();
+
+    // An outage longer than the Lease: the controller cannot renew it and exits rather than
+    // write without it; its replacement takes over and follows changes.
+    server.restart_api_server(false, Duration::from_secs(20));
+    let client = server.client().await;
+    let exited = eventually("the controller to exit on the lost Lease", || {
+        let exited = controller.child.try_wait().ok().flatten();
+        async move { exited.ok_or_else(|| "still running".to_string()) }
+    })
+    .await;
+    assert!(!exited.success(), "exit status {exited}");
+    assert!(
+        controller.log().contains("lost the leader lease"),
+        "{}",
+        controller.log()
+    );
+    let (mut replacement, _) = start_controller(&server, "controller-2");
+    changed["spec"]["mtu"] = json!(9000);
+    apply_document(&client, &changed).await;
+    wait_for_mtu(&client, &ns, "fast-failover", 9000).await;
+    let other = example_network("lacp");
+    apply_document(&client, &other).await;
+    let other_ns = other["metadata"]["namespace"]
+        .as_str()
+        .expect("a namespace")
+        .to_string();
+    wait_for(&bond_networks(&client, &other_ns), "lacp", "Ready", ready).await;
+
+    // Nothing lost, nothing duplicated: the same NADs (same uids), and no extra ones.
+    let after = network_nads(&client, &ns, "fast-failover").await;
+    let uids = |nads: &[Value]| -> Vec<String> {
+        nads.iter()
+            .map(|n| {
+                n["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(
+        uids(&before),
+        uids(&after),
+        "the NADs were recreated or lost"
+    );
+    let all = nads(&client, &ns)
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=bondnet"))
+        .await
+        .expect("list NADs");
+    let lacp = network_nads(&client, &other_ns, "lacp").await;
+    let expected = if other_ns == ns {
+        after.len() + lacp.len()
+    } else {
+        after.len()
+    };
+    assert_eq!(all.items.len(), expected, "NADs in {ns}");
+    assert_eq!(lacp.len(), 3, "NADs of lacp");
+    replacement.assert_running();
+}
+
+/// The benchmark of issue 5, gated separately (it takes minutes): 500 BondNetworks over 100
+/// BondNodeStates; the time from the first apply until every network is Ready and all its NADs
+/// exist, and the controller's peak resident memory. Each node has two dual-port cards with 128
+/// VFs per port; nodes are in 20 groups of 5, and each network selects one group, so every node
+/// hosts 25 networks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benchmark_500_networks_over_100_nodes() {
+    if std::env::var("BONDNET_APISERVER_BENCH").as_deref() != Ok("1") {
+        eprintln!("SKIPPED: the API server benchmark runs with BONDNET_APISERVER=1 BONDNET_APISERVER_BENCH=1");
+        return;
+    }
+    let Some(server) = Server::start("bench") else {
+        return;
+    };
+    const NODES: usize = 100;
+    const NETWORKS: usize = 500;
+    const GROUPS: usize = 20;
+    let client = server.client().await;
+    install_crds(&client).await;
+    install_stand_ins(&client).await;
+    for i in 0..NODES {
+        let name = format!("node-{i:03}");
+        let group = format!("g{:02}", i % GROUPS);
+        apply_document(
+            &client,
+            &json!({
+                "apiVersion": "v1", "kind": "Node",
+                "metadata": { "name": name, "labels": { "bench.bondnet.io/group": group } },
+            }),
+        )
+        .await;
+        let pf = |name: &str, address: &str, driver: &str, device: &str, vf: &str| {
+            json!({
+                "name": name, "pciAddress": address, "nicId": &address[..10], "vendor": "8086",
+                "deviceId": device, "driver": driver, "vfDeviceId": vf, "vfDriver": "iavf",
+                "totalVfs": 128, "numVfs": 128, "linkSpeedMbps": 25000, "mtu": 9000,
+            })
+        };
+        apply_document(
+            &client,
+            &json!({
+                "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNodeState",
+                "metadata": { "name": name }, "spec": {},
+                "status": { "pluginVersion": "bench", "pfs": [
+                    pf("ens1f0", "0000:3b:00.0", "ice", "159b", "1889"),
+                    pf("ens1f1", "0000:3b:00.1", "ice", "159b", "1889"),
+                    pf("ens2f0", "0000:5e:00.0", "i40e", "1572", "154c"),
+                    pf("ens2f1", "0000:5e:00.1", "i40e", "1572", "154c"),
+                ] },
+            }),
+        )
+        .await;
+    }
+    let (controller, _) = start_controller(&server, "controller-1");
+    wait_for(&leases(&client), "bondnet-controller", "held", |o| {
+        lease_holder(o).is_some()
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    for i in 0..NETWORKS {
+        apply_document(&client, &json!({
+            "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNetwork",
+            "metadata": { "name": format!("net-{i:03}"), "namespace": "bench" },
+            "spec": { "mode": "active-backup", "vfsPerPf": 1,
+                      "nodeSelector": { "bench.bondnet.io/group": format!("g{:02}", i % GROUPS) } },
+        }))
+        .await;
+    }
+    let applied = started.elapsed();
+    let api = bond_networks(&client, "bench");
+    let deadline = Duration::from_secs(900);
+    let (ready, nad_count) = loop {
+        let list = api.list(&Default::default()).await.expect("list networks");
+        let ready = list
+            .items
+            .iter()
+            .filter(|n| {
+                let v = serde_json::to_value(n).expect("JSON");
+                condition(Some(&v), "Ready").is_some_and(|c| c["status"] == "True")
+            })
+            .count();
+        let nad_count = nads(&client, "bench")
+            .list_metadata(
+                &kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=bondnet"),
+            )
+            .await
+            .expect("list NADs")
+            .items
+            .len();
+        if (ready == NETWORKS && nad_count == 3 * NETWORKS) || started.elapsed() > deadline {
+            break (ready, nad_count);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let elapsed = started.elapsed();
+    let peak = controller.peak_rss_kib();
+    let cm_gvk = GroupVersionKind::gvk("", "v1", "ConfigMap");
+    let cm = dynamic_api(&client, &cm_gvk, "configmaps", Some("bondnet-system"))
+        .get("bondnet-device-plugin-config")
+        .await
+        .expect("the device-plugin ConfigMap");
+    let cm_bytes = serde_json::to_string(&cm.data)
+        .map(|s| s.len())
+        .unwrap_or(0);
+    eprintln!(
+        "BENCH apiserver: {NETWORKS} BondNetworks over {NODES} BondNodeStates: applied in {:.1} s; \
+         after {:.1} s {ready}/{NETWORKS} Ready and {nad_count}/{} NADs; controller peak RSS {} MiB; \
+         device-plugin ConfigMap {} KiB",
+        applied.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        3 * NETWORKS,
+        peak.map(|k| k / 1024).unwrap_or(0),
+        cm_bytes / 1024
+    );
+    assert_eq!(ready, NETWORKS, "networks Ready after {elapsed:?}");
+    assert_eq!(nad_count, 3 * NETWORKS, "NADs after {elapsed:?}");
 }
