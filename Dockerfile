@@ -17,7 +17,6 @@ COPY Cargo.toml Cargo.lock ./
 COPY operator operator
 COPY plugin plugin
 COPY tests tests
-COPY crds crds
 # The last step refuses a binary that needs a dynamic loader: scratch has none.
 RUN echo "building for ${TARGETARCH:-the build host}" \
  && cargo build --release --locked -p bondnet-operator --bin bondnet \
