@@ -28,5 +28,9 @@ step "the CRD-only API server for the real-API-server tier (built once from Debi
 # A server that cannot be built is reported by the tier itself as SKIPPED with the reason.
 tests/apiserver/build.sh || echo "WARNING: tests/apiserver/build.sh failed; the API server tier will say why" >&2
 
+step "the real Helm engine for the chart tier (helm-sdkpy in a virtualenv)"
+BONDNET_HELM_PYTHON="$(charts/bondnet/tests/install-deps.sh)"
+export BONDNET_HELM=1 BONDNET_HELM_PYTHON
+
 step "cargo test: every tier"
 BONDNET_VM=1 BONDNET_APISERVER=1 cargo test --workspace --features bondnet-plugin/test_as_root
