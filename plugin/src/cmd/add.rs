@@ -62,10 +62,27 @@ fn find_ports<N: Net>(conf: &NetConf, net: &mut N) -> Result<Vec<Link>> {
                 },
             })?;
         if let Some(controller) = link.controller {
+            let owner = net
+                .links(ns)
+                .ok()
+                .and_then(|all| all.into_iter().find(|l| l.index == controller))
+                .map_or(format!("ifindex {controller}"), |l| l.name);
             return Err(Error::LinkInUse {
                 name: name.clone(),
                 ns: ns.label(),
-                why: format!("it is already a port of ifindex {controller}"),
+                why: format!("it is already a port of {owner}"),
+            });
+        }
+        if !conf.links_in_container
+            && net
+                .link(Ns::Pod, name)
+                .map_err(|e| Error::netlink(format!("look up link {name} in the pod"), e))?
+                .is_some()
+        {
+            return Err(Error::LinkInUse {
+                name: name.clone(),
+                ns: "host",
+                why: "the pod already has a link with that name".into(),
             });
         }
         if link.kind.as_deref() == Some("bond") {

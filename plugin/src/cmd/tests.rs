@@ -372,3 +372,36 @@ fn check_is_refused_before_spec_0_4_0() {
     let e = check(&conf, &c.args, &mut FakeNet::new(), &FakeIpam::default()).expect_err("old");
     assert_eq!(e.code().number(), 1);
 }
+
+#[test]
+fn a_port_of_another_bond_is_named_with_that_bond() {
+    let c = case("", true);
+    let mut net = vfs(Ns::Pod);
+    let first = add(&c.conf, &c.args, &mut net, &FakeIpam::default()).expect("first bond");
+    assert_eq!(first.interfaces[0].name, "bond0");
+    let mut args = c.args.clone();
+    args.ifname = "bond1".into();
+    let before = net.snapshot();
+    let e = add(&c.conf, &args, &mut net, &FakeIpam::default()).expect_err("ports taken");
+    assert_eq!(
+        e.to_string(),
+        "link net1 in the pod network namespace cannot be a port: it is already a port of bond0"
+    );
+    assert_eq!(net.snapshot(), before, "the first bond is untouched");
+}
+
+#[test]
+fn a_host_link_whose_name_the_pod_already_has_is_refused_before_moving() {
+    let c = case("", false);
+    let mut net = vfs(Ns::Host).with_link(Ns::Pod, "net2", 1500, [2, 0, 0, 0, 0, 9]);
+    let before = net.snapshot();
+    let e = add(&c.conf, &c.args, &mut net, &FakeIpam::default()).expect_err("name taken");
+    assert_eq!(e.code().number(), 103);
+    assert!(
+        e.to_string()
+            .ends_with("the pod already has a link with that name"),
+        "{e}"
+    );
+    assert_eq!(net.snapshot(), before);
+    assert_eq!(net.changes, 0, "refused before any change");
+}
