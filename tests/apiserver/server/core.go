@@ -54,7 +54,7 @@ func (d *rootDiscovery) serveCore(w http.ResponseWriter, req *http.Request) {
 		resource = parts[2]
 	}
 	if _, ok := d.standInPlurals()[resource]; !ok || d.full == nil {
-		http.NotFound(w, req)
+		d.notFound.ServeHTTP(w, req)
 		return
 	}
 	forward := req.Clone(req.Context())

@@ -11,6 +11,10 @@ package main
 //   - /api and /api/v1: the core group, listing only the core stand-ins (core.go);
 //   - /api/v1/...: the core stand-ins (core.go);
 //   - anything else: 404, as before.
+//
+// While the server is still installing its paths and syncing CRDs (the "mux and discovery
+// complete" signal has not fired), every request here gets 503 "try again", as kube-apiserver
+// answers in that window, instead of a 404 that would tell a client its resource is gone.
 
 import (
 	"encoding/json"
@@ -26,9 +30,11 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/apiserver/pkg/endpoints/discovery"
 	discoveryendpoint "k8s.io/apiserver/pkg/endpoints/discovery/aggregated"
+	genericapifilters "k8s.io/apiserver/pkg/endpoints/filters"
 )
 
 type rootDiscovery struct {
+	notFound   http.Handler
 	builtin    discovery.GroupLister
 	crds       listers.CustomResourceDefinitionLister
 	aggregated http.Handler // nil until the server exists
@@ -36,6 +42,10 @@ type rootDiscovery struct {
 }
 
 func (d *rootDiscovery) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if !genericapifilters.NoMuxAndDiscoveryIncompleteKey(req.Context()) {
+		d.notFound.ServeHTTP(w, req) // 503 until the server is complete
+		return
+	}
 	switch req.URL.Path {
 	case "/apis", "/apis/":
 		if d.aggregated == nil || d.crds == nil {
@@ -65,7 +75,7 @@ func (d *rootDiscovery) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			d.serveCore(w, req)
 			return
 		}
-		http.NotFound(w, req)
+		d.notFound.ServeHTTP(w, req)
 	}
 }
 

@@ -32,8 +32,10 @@ import (
 	apiserverconfig "k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	genericapifilters "k8s.io/apiserver/pkg/endpoints/filters"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/util/notfoundhandler"
 	"k8s.io/apiserver/pkg/util/openapi"
 	"k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -79,7 +81,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	root := &rootDiscovery{}
+	root := &rootDiscovery{notFound: notfoundhandler.New(apiserver.Codecs, genericapifilters.NoMuxAndDiscoveryIncompleteKey)}
 	server, err := config.Complete().New(genericapiserver.NewEmptyDelegateWithCustomHandler(root))
 	if err != nil {
 		return err
