@@ -238,6 +238,8 @@ main() {
     ) >>"$log" 2>&1; then
         cannot "compile error building k8s.io/apiextensions-apiserver from Debian's packages: $(grep -m3 -E '\.go:[0-9]+|cannot find package' "$log" | tr '\n' ' ')(full log: $log)"
     fi
+    # Keep one binary in the cache: the one these inputs make.
+    rm -rf "$cache/bin"
     mkdir -p "$cache/bin"
     cp "$bin.new" "$cache/bin/$stamp"
     mv "$bin.new" "$bin"
