@@ -165,4 +165,20 @@ pub struct DevicePluginArgs {
     /// Name of the SR-IOV device plugin's ConfigMap (one key per node).
     #[arg(long, env = "BONDNET_DEVICE_PLUGIN_CONFIGMAP", default_value = keys::DEVICE_PLUGIN_CONFIGMAP)]
     pub device_plugin_configmap: String,
+
+    /// Spread the per-node keys over this many ConfigMaps (`<name>-0`, `<name>-1`, ...) so
+    /// none passes the 1 MiB object limit; 1 keeps the single `<name>`.
+    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub device_plugin_shards: u32,
+}
+
+impl DevicePluginArgs {
+    /// The plan's settings from these flags.
+    pub fn settings(&self) -> crate::plan::Settings {
+        crate::plan::Settings {
+            device_plugin_namespace: self.device_plugin_namespace.clone(),
+            device_plugin_configmap: self.device_plugin_configmap.clone(),
+            device_plugin_shards: self.device_plugin_shards,
+        }
+    }
 }

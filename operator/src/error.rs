@@ -95,6 +95,14 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A device-plugin ConfigMap shard would pass Kubernetes' object size limit.
+    #[error("device-plugin ConfigMap {name} would hold {bytes} bytes, over the 1 MiB object limit; set --device-plugin-shards to {shards} or more (and mount every shard in the device-plugin DaemonSet)")]
+    ConfigMapTooLarge {
+        name: String,
+        bytes: usize,
+        shards: u32,
+    },
+
     /// Leadership was lost; the process exits so another replica takes over.
     #[error("lost the leader lease {lease}")]
     LostLease { lease: String },
@@ -128,6 +136,7 @@ impl Error {
             Self::Finalizer(_) => "Finalizer",
             Self::Serve { .. } => "Serve",
             Self::LostLease { .. } => "LostLease",
+            Self::ConfigMapTooLarge { .. } => "ConfigMapTooLarge",
             Self::Runtime(_) => "Runtime",
             Self::RenderYaml { .. } => "RenderYaml",
         }

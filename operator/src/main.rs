@@ -55,10 +55,7 @@ async fn agent(args: AgentArgs) -> bondnet::Result<()> {
 async fn controller(args: ControllerArgs) -> bondnet::Result<()> {
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
     let config = bondnet::controller::Config {
-        settings: bondnet::plan::Settings {
-            device_plugin_namespace: args.device_plugin.device_plugin_namespace,
-            device_plugin_configmap: args.device_plugin.device_plugin_configmap,
-        },
+        settings: args.device_plugin.settings(),
         device_plugin_selector: args.device_plugin_selector,
         lease: bondnet::controller::lease::LeaseConfig {
             namespace: args.lease_namespace,

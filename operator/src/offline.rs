@@ -14,7 +14,7 @@ use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::keys;
 use crate::cli::PlanArgs;
 use crate::error::{Error, Result};
-use crate::plan::{self, Allocation, Inputs, NodeOutcome, Plan, Settings};
+use crate::plan::{self, Allocation, Inputs, NodeOutcome, Plan};
 
 /// Resources read from the input files.
 #[derive(Debug, Default)]
@@ -40,10 +40,7 @@ pub fn run_plan(args: &PlanArgs, out: &mut impl Write, summary: &mut impl Write)
         Some(path) => previous_allocation(path, &read(path)?)?,
         None => Allocation::default(),
     };
-    let settings = Settings {
-        device_plugin_namespace: args.device_plugin.device_plugin_namespace.clone(),
-        device_plugin_configmap: args.device_plugin.device_plugin_configmap.clone(),
-    };
+    let settings = args.device_plugin.settings();
     let plan = plan::plan(&Inputs {
         networks: &loaded.networks,
         nodes: &loaded.nodes,
@@ -216,22 +213,35 @@ fn load_object<'de>(
     Ok(())
 }
 
-/// Reads the previous allocation from a device-plugin ConfigMap document.
+/// Reads the previous allocation from device-plugin ConfigMap documents (every shard).
 pub fn previous_allocation(path: &Path, text: &str) -> Result<Allocation> {
-    let config_map: ConfigMap = serde_yaml::from_str(text).map_err(|source| Error::ParseYaml {
-        path: path.to_owned(),
-        document: 1,
-        source,
-    })?;
     let mut configs = BTreeMap::new();
-    for (node, json) in config_map.data.unwrap_or_default() {
-        let config: DevicePluginConfig =
-            serde_json::from_str(&json).map_err(|e| Error::ParseYaml {
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let number = index + 1;
+        let value =
+            serde_yaml::Value::deserialize(document).map_err(|source| Error::ParseYaml {
                 path: path.to_owned(),
-                document: 1,
-                source: serde::de::Error::custom(format!("data.{node}: {e}")),
+                document: number,
+                source,
             })?;
-        configs.insert(node, config);
+        if value.is_null() {
+            continue;
+        }
+        let config_map: ConfigMap =
+            serde_yaml::from_value(value).map_err(|source| Error::ParseYaml {
+                path: path.to_owned(),
+                document: number,
+                source,
+            })?;
+        for (node, json) in config_map.data.unwrap_or_default() {
+            let config: DevicePluginConfig =
+                serde_json::from_str(&json).map_err(|e| Error::ParseYaml {
+                    path: path.to_owned(),
+                    document: number,
+                    source: serde::de::Error::custom(format!("data.{node}: {e}")),
+                })?;
+            configs.insert(node, config);
+        }
     }
     Ok(Allocation::from_device_plugin_configs(
         configs.iter().map(|(n, c)| (n.as_str(), c)),
@@ -275,11 +285,9 @@ pub struct PatchMeta<'a> {
 /// its bond NAD and its status.
 pub fn render_objects(plan: &Plan<'_>) -> Result<String> {
     let mut text = String::new();
-    push_doc(
-        &mut text,
-        &plan::device_plugin_configmap(plan),
-        "the device-plugin ConfigMap",
-    )?;
+    for configmap in plan::device_plugin_configmaps(plan) {
+        push_doc(&mut text, &configmap, "a device-plugin ConfigMap")?;
+    }
     for network in &plan.networks {
         for nad in &network.nads {
             push_doc(&mut text, nad, "a NetworkAttachmentDefinition")?;
@@ -301,6 +309,17 @@ pub fn render_objects(plan: &Plan<'_>) -> Result<String> {
 /// Per network and node: which PF serves which slot, or why the node cannot host the bond.
 pub fn render_summary(plan: &Plan<'_>) -> String {
     let mut text = String::new();
+    let configmaps = plan::device_plugin_configmaps(plan);
+    for configmap in &configmaps {
+        let bytes = plan::configmap_data_bytes(configmap);
+        if bytes > plan::MAX_CONFIGMAP_DATA_BYTES {
+            text.push_str(&format!(
+                "warning: ConfigMap {} would hold {bytes} bytes, over the 1 MiB object limit; use --device-plugin-shards {}\n",
+                configmap.metadata.name.as_deref().unwrap_or_default(),
+                plan::shards_needed(&configmaps),
+            ));
+        }
+    }
     for network in &plan.networks {
         let status = &network.status;
         text.push_str(&format!(

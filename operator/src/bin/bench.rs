@@ -71,7 +71,7 @@ fn main() {
 
     let start = Instant::now();
     let planned = plan::plan(&inputs);
-    let configmap = plan::device_plugin_configmap(&planned);
+    let configmaps = plan::device_plugin_configmaps(&planned);
     let elapsed = start.elapsed();
 
     let peak_first = status_kib("VmHWM:");
@@ -86,13 +86,9 @@ fn main() {
                 .count()
         })
         .sum();
-    let configmap_bytes: usize = configmap
-        .data
-        .iter()
-        .flatten()
-        .map(|(k, v)| k.len() + v.len())
-        .sum();
-    drop(configmap);
+    let configmap_bytes: usize = configmaps.iter().map(plan::configmap_data_bytes).sum();
+    let shards = plan::shards_needed(&configmaps);
+    drop(configmaps);
 
     // Re-plan with the allocation just made: the controller's steady state.
     let start = Instant::now();
@@ -120,7 +116,7 @@ fn main() {
     );
     println!("  (network, node) pairs hosted: {hosted}");
     println!(
-        "  device-plugin ConfigMap data: {:.1} MiB",
+        "  device-plugin ConfigMap data: {:.1} MiB (--device-plugin-shards {shards} keeps each under 1 MiB)",
         configmap_bytes as f64 / 1024.0 / 1024.0
     );
     println!("  resident after building inputs: {}", mib(rss_inputs));

@@ -21,7 +21,7 @@ use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::keys;
 use crate::controller::{apply, status};
 use crate::error::{Error, KubeStep, Result};
-use crate::plan::{self, Allocation, Inputs, Settings};
+use crate::plan::{self, names, Allocation, Inputs, Settings};
 use crate::telemetry::Metrics;
 
 /// How often a healthy network is re-planned even without a change.
@@ -113,25 +113,38 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(5u64 << exponent).min(RESYNC)
 }
 
-/// The previous allocation, read back from the device-plugin ConfigMap. A key that does not
-/// parse is skipped: its node gets planned afresh.
-pub fn previous_allocation(configmap: Option<&ConfigMap>) -> Allocation {
+/// The previous allocation, read back from the device-plugin ConfigMaps. A key that does
+/// not parse is skipped: its node gets planned afresh.
+pub fn previous_allocation<'c>(configmaps: impl IntoIterator<Item = &'c ConfigMap>) -> Allocation {
     let mut configs = BTreeMap::new();
-    for (node, json) in configmap
-        .and_then(|c| c.data.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        match serde_json::from_str::<DevicePluginConfig>(json) {
-            Ok(config) => {
-                configs.insert(node.as_str(), config);
-            }
-            Err(err) => {
-                tracing::warn!(node = %node, error = %err, "device-plugin config does not parse; planning the node afresh")
+    for configmap in configmaps {
+        for (node, json) in configmap.data.iter().flatten() {
+            match serde_json::from_str::<DevicePluginConfig>(json) {
+                Ok(config) => {
+                    configs.insert(node.as_str(), config);
+                }
+                Err(err) => {
+                    tracing::warn!(node = %node, error = %err, "device-plugin config does not parse; planning the node afresh")
+                }
             }
         }
     }
     Allocation::from_device_plugin_configs(configs.iter().map(|(n, c)| (*n, c)))
+}
+
+/// Reads every device-plugin ConfigMap shard, in shard order.
+async fn read_configmaps(ctx: &Context) -> Result<Vec<Option<ConfigMap>>> {
+    let settings = &ctx.settings;
+    let shards = settings.device_plugin_shards.max(1);
+    let mut current = Vec::new();
+    for shard in 0..shards {
+        let name =
+            names::device_plugin_configmap_name(&settings.device_plugin_configmap, shards, shard);
+        current.push(
+            apply::get_configmap(&ctx.client, &settings.device_plugin_namespace, &name).await?,
+        );
+    }
+    Ok(current)
 }
 
 /// The plan's inputs read from the stores.
@@ -174,13 +187,8 @@ fn snapshot(ctx: &Context, current: Option<&BondNetwork>, excluded: Option<&str>
 /// pooled before a pod can ask for them), then NADs, orphan deletion and status.
 pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     let settings = &ctx.settings;
-    let current = apply::get_configmap(
-        &ctx.client,
-        &settings.device_plugin_namespace,
-        &settings.device_plugin_configmap,
-    )
-    .await?;
-    let previous = previous_allocation(current.as_ref());
+    let current = read_configmaps(ctx).await?;
+    let previous = previous_allocation(current.iter().flatten());
     let Snapshot {
         networks,
         nodes,
@@ -203,7 +211,7 @@ pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
         return Ok(Action::requeue(RESYNC));
     };
 
-    write_configmap(ctx, current.as_ref(), &plan).await?;
+    write_configmaps(ctx, &current, &plan).await?;
     if mine.invalid.is_none() {
         apply::apply_nads(&ctx.client, &namespace, &mine.nads).await?;
         let keep: BTreeSet<String> = mine.nads.iter().map(|n| n.name_any()).collect();
@@ -238,13 +246,8 @@ pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
 /// Removes the network's device-plugin entries and NADs before its finalizer is released.
 pub async fn cleanup(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     let settings = &ctx.settings;
-    let current = apply::get_configmap(
-        &ctx.client,
-        &settings.device_plugin_namespace,
-        &settings.device_plugin_configmap,
-    )
-    .await?;
-    let previous = previous_allocation(current.as_ref());
+    let current = read_configmaps(ctx).await?;
+    let previous = previous_allocation(current.iter().flatten());
     let gone = key(network);
     let Snapshot {
         networks,
@@ -258,7 +261,7 @@ pub async fn cleanup(network: &BondNetwork, ctx: &Context) -> Result<Action> {
         previous: &previous,
         settings,
     });
-    write_configmap(ctx, current.as_ref(), &plan).await?;
+    write_configmaps(ctx, &current, &plan).await?;
     let namespace = network.namespace().unwrap_or_default();
     apply::delete_orphan_nads(
         &ctx.client,
@@ -271,16 +274,33 @@ pub async fn cleanup(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-async fn write_configmap(
+/// Applies every changed ConfigMap shard, then restarts the device plugin on the nodes whose
+/// config changed. Nothing is written when a shard would pass the object size limit.
+async fn write_configmaps(
     ctx: &Context,
-    current: Option<&ConfigMap>,
+    current: &[Option<ConfigMap>],
     plan: &plan::Plan<'_>,
 ) -> Result<()> {
-    let desired = plan::device_plugin_configmap(plan);
-    let changed = apply::apply_configmap(&ctx.client, current, &desired).await?;
+    let desired = plan::device_plugin_configmaps(plan);
+    if let Some(big) = desired
+        .iter()
+        .find(|c| plan::configmap_data_bytes(c) > plan::MAX_CONFIGMAP_DATA_BYTES)
+    {
+        return Err(Error::ConfigMapTooLarge {
+            name: big.name_any(),
+            bytes: plan::configmap_data_bytes(big),
+            shards: plan::shards_needed(&desired),
+        });
+    }
+    let mut changed = BTreeSet::new();
+    for (index, want) in desired.iter().enumerate() {
+        let have = current.get(index).and_then(Option::as_ref);
+        changed.extend(apply::apply_configmap(&ctx.client, have, want).await?);
+    }
     if changed.is_empty() {
         return Ok(());
     }
+    let changed: Vec<String> = changed.into_iter().collect();
     tracing::info!(nodes = changed.len(), "device-plugin config changed");
     if let Some(selector) = &ctx.device_plugin_selector {
         apply::restart_device_plugin(
@@ -317,7 +337,7 @@ mod tests {
             ])),
             ..ConfigMap::default()
         };
-        let alloc = previous_allocation(Some(&cm));
+        let alloc = previous_allocation([&cm]);
         assert!(!alloc.nodes.contains_key("n1"));
         assert!(alloc.get("n2", "a_b_p0").is_some());
     }

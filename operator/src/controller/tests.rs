@@ -52,9 +52,18 @@ fn fast(finalized: bool) -> BondNetwork {
 }
 
 fn context(client: Client, networks: &[BondNetwork], nodes: &[BondNodeState]) -> Arc<Context> {
+    context_with(client, networks, nodes, Settings::default())
+}
+
+fn context_with(
+    client: Client,
+    networks: &[BondNetwork],
+    nodes: &[BondNodeState],
+    settings: Settings,
+) -> Arc<Context> {
     Arc::new(Context {
         client: client.clone(),
-        settings: Settings::default(),
+        settings,
         device_plugin_selector: Some("app=sriov-device-plugin".into()),
         networks: store(networks),
         nodes: store(nodes),
@@ -93,6 +102,15 @@ fn nad(name: &str) -> Value {
 
 fn object(network: &BondNetwork) -> Value {
     serde_json::to_value(network).expect("network JSON")
+}
+
+/// Waits for a reconcile, failing the test instead of hanging when it waits for a request
+/// the test did not answer.
+async fn finish(task: tokio::task::JoinHandle<crate::Result<Action>>) -> crate::Result<Action> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("the reconcile finished (a hang means it sent a request the test did not expect)")
+        .expect("task")
 }
 
 /// Runs one reconcile in the background.
@@ -152,7 +170,7 @@ async fn a_new_network_first_gets_the_finalizer() {
         patch.body
     );
     assert_eq!(
-        task.await.expect("task").expect("reconciled"),
+        finish(task).await.expect("reconciled"),
         Action::await_change()
     );
     server.expect_no_more().await;
@@ -227,7 +245,7 @@ async fn a_network_is_planned_into_configmap_nads_status_and_an_event() {
     assert_eq!(event.body["type"], "Normal");
 
     assert!(
-        matches!(task.await.expect("task"), Ok(action) if action == Action::requeue(super::reconcile::RESYNC))
+        matches!(finish(task).await, Ok(action) if action == Action::requeue(super::reconcile::RESYNC))
     );
     server.expect_no_more().await;
 }
@@ -271,7 +289,7 @@ async fn an_update_deletes_the_nads_of_a_removed_slot_and_skips_unchanged_writes
         .body["status"]
         .clone();
     server.expect_echo(Method::POST, EVENTS).await;
-    task.await.expect("task").expect("first pass");
+    finish(task).await.expect("first pass");
 
     // Second pass: the network once had three ports, so fast-p2 exists and must go.
     net.status = Some(serde_json::from_value(status).expect("status"));
@@ -293,7 +311,7 @@ async fn an_update_deletes_the_nads_of_a_removed_slot_and_skips_unchanged_writes
             nad("fast-p2"),
         )
         .await;
-    task.await.expect("task").expect("second pass");
+    finish(task).await.expect("second pass");
     // The ConfigMap and status are unchanged: no write, no restart, no event.
     server.expect_no_more().await;
 }
@@ -347,7 +365,7 @@ async fn a_new_node_changes_only_its_own_key_and_restarts_only_its_device_plugin
         )
         .await;
     server.expect_echo(Method::POST, EVENTS).await;
-    task.await.expect("task").expect("reconciled");
+    finish(task).await.expect("reconciled");
     server.expect_no_more().await;
 }
 
@@ -424,7 +442,7 @@ async fn deleting_a_network_removes_its_device_plugin_entries_and_nads_then_the_
         release.body
     );
     assert_eq!(
-        task.await.expect("task").expect("cleaned up"),
+        finish(task).await.expect("cleaned up"),
         Action::await_change()
     );
     server.expect_no_more().await;
@@ -444,7 +462,7 @@ async fn an_api_error_fails_the_reconcile_with_a_category_and_backs_off() {
             mock::status_error(500, "InternalError", "etcd is sad"),
         )
         .await;
-    let err = task.await.expect("task").expect_err("API error");
+    let err = finish(task).await.expect_err("API error");
     assert!(err.to_string().contains("etcd is sad"), "{err}");
     let first = error_policy(Arc::new(net.clone()), &err, ctx.clone());
     let second = error_policy(Arc::new(net), &err, ctx.clone());
@@ -502,8 +520,89 @@ async fn an_invalid_spec_writes_only_status_and_waits_for_a_change() {
     let event = server.expect_echo(Method::POST, EVENTS).await;
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(
-        task.await.expect("task").expect("reconciled"),
+        finish(task).await.expect("reconciled"),
         Action::await_change()
     );
+    server.expect_no_more().await;
+}
+
+#[tokio::test]
+async fn a_configmap_over_the_size_limit_is_refused_before_any_write_naming_the_shard_count() {
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    // About 280 bytes of config per node: 4,000 nodes pass 1 MB.
+    let nodes: Vec<BondNodeState> = (0..4000)
+        .map(|i| node_with_cards(&format!("worker-node-with-a-long-name-{i:04}"), &[], 2, 8))
+        .collect();
+    let ctx = context(client, std::slice::from_ref(&net), &nodes);
+    let task = spawn(net.clone(), ctx);
+    server
+        .expect(
+            Method::GET,
+            CONFIGMAP,
+            StatusCode::NOT_FOUND,
+            mock::status_error(404, "NotFound", "none"),
+        )
+        .await;
+    let err = finish(task).await.expect_err("too large");
+    assert_eq!(err.category(), "ConfigMapTooLarge");
+    assert!(
+        err.to_string()
+            .contains("set --device-plugin-shards to 2 or more"),
+        "{err}"
+    );
+    server.expect_no_more().await;
+}
+
+#[tokio::test]
+async fn sharded_configmaps_are_read_and_written_shard_by_shard() {
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    let settings = Settings {
+        device_plugin_shards: 2,
+        ..Settings::default()
+    };
+    let ctx = context_with(client, std::slice::from_ref(&net), &two_nodes(), settings);
+    let task = spawn(net.clone(), ctx);
+    for shard in 0..2 {
+        server
+            .expect(
+                Method::GET,
+                &format!("{CONFIGMAP}-{shard}"),
+                StatusCode::NOT_FOUND,
+                mock::status_error(404, "NotFound", "none"),
+            )
+            .await;
+    }
+    let mut keys = Vec::new();
+    for shard in 0..2 {
+        let cm = server
+            .expect_echo(Method::PATCH, &format!("{CONFIGMAP}-{shard}"))
+            .await;
+        keys.extend(cm.body["data"].as_object().expect("data").keys().cloned());
+    }
+    keys.sort();
+    assert_eq!(keys, ["n1", "n2"], "each node in exactly one shard");
+    for _ in 0..2 {
+        server
+            .expect(
+                Method::DELETE,
+                PODS,
+                StatusCode::OK,
+                list("PodList", vec![]),
+            )
+            .await;
+    }
+    expect_nads(&mut server, vec![]).await;
+    server
+        .expect_with(
+            Method::PATCH,
+            &format!("{NETWORK}/status"),
+            StatusCode::OK,
+            |_| object(&net),
+        )
+        .await;
+    server.expect_echo(Method::POST, EVENTS).await;
+    finish(task).await.expect("reconciled");
     server.expect_no_more().await;
 }

@@ -44,8 +44,11 @@ pub const MAX_LISTED_INELIGIBLE: usize = 50;
 pub struct Settings {
     /// Namespace of the device-plugin ConfigMap.
     pub device_plugin_namespace: String,
-    /// Name of the device-plugin ConfigMap.
+    /// Name of the device-plugin ConfigMap (the base name when sharded).
     pub device_plugin_configmap: String,
+    /// How many ConfigMaps the per-node keys are spread over (at least 1), so that none
+    /// passes the API server's 1 MiB object limit on large clusters.
+    pub device_plugin_shards: u32,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
         Self {
             device_plugin_namespace: keys::DEVICE_PLUGIN_NAMESPACE.to_owned(),
             device_plugin_configmap: keys::DEVICE_PLUGIN_CONFIGMAP.to_owned(),
+            device_plugin_shards: 1,
         }
     }
 }
@@ -562,31 +566,65 @@ fn count_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// The device-plugin ConfigMap: one key per node, named after it, holding that node's JSON.
-pub fn device_plugin_configmap(plan: &Plan<'_>) -> ConfigMap {
-    let data = plan
-        .device_plugin
-        .iter()
-        .map(|(node, config)| {
-            (
+/// Largest `data` a device-plugin ConfigMap may carry: Kubernetes refuses objects over
+/// 1 MiB, and metadata needs some room.
+pub const MAX_CONFIGMAP_DATA_BYTES: usize = 1_000_000;
+
+/// The device-plugin ConfigMaps, one per shard in shard order (every shard, even an empty
+/// one, so keys of nodes that moved or left are cleared): one key per node, named after it,
+/// holding that node's JSON.
+pub fn device_plugin_configmaps(plan: &Plan<'_>) -> Vec<ConfigMap> {
+    let shards = plan.settings.device_plugin_shards.max(1);
+    let mut data: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); shards as usize];
+    for (node, config) in &plan.device_plugin {
+        let shard = names::device_plugin_shard(node, shards) as usize;
+        if let Some(keys) = data.get_mut(shard) {
+            keys.insert(
                 (*node).to_owned(),
                 serde_json::to_string(config).unwrap_or_default(),
-            )
-        })
-        .collect();
-    ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(plan.settings.device_plugin_configmap.clone()),
-            namespace: Some(plan.settings.device_plugin_namespace.clone()),
-            labels: Some(BTreeMap::from([(
-                keys::LABEL_MANAGED_BY.to_owned(),
-                keys::MANAGED_BY.to_owned(),
-            )])),
-            ..ObjectMeta::default()
-        },
-        data: Some(data),
-        ..ConfigMap::default()
+            );
+        }
     }
+    (0u32..)
+        .zip(data)
+        .map(|(shard, data)| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(names::device_plugin_configmap_name(
+                    &plan.settings.device_plugin_configmap,
+                    shards,
+                    shard,
+                )),
+                namespace: Some(plan.settings.device_plugin_namespace.clone()),
+                labels: Some(BTreeMap::from([(
+                    keys::LABEL_MANAGED_BY.to_owned(),
+                    keys::MANAGED_BY.to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            data: Some(data),
+            ..ConfigMap::default()
+        })
+        .collect()
+}
+
+/// Bytes of a ConfigMap's data (keys and values).
+pub fn configmap_data_bytes(configmap: &ConfigMap) -> usize {
+    configmap
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| k.len() + v.len())
+        .sum()
+}
+
+/// The shard count that keeps every ConfigMap under the limit with room to grow (a
+/// quarter), for messages that tell the user what to set.
+pub fn shards_needed(configmaps: &[ConfigMap]) -> u32 {
+    let total: usize = configmaps.iter().map(configmap_data_bytes).sum();
+    let per_shard = MAX_CONFIGMAP_DATA_BYTES * 3 / 4;
+    u32::try_from(total.div_ceil(per_shard))
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 #[cfg(test)]

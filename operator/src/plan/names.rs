@@ -81,6 +81,25 @@ pub fn network_label_value(network: &str) -> String {
     bounded(network.to_owned(), MAX_QUALIFIED_NAME, '-', network)
 }
 
+/// Which device-plugin ConfigMap shard holds `node`'s config.
+pub fn device_plugin_shard(node: &str, shards: u32) -> u32 {
+    if shards <= 1 {
+        return 0;
+    }
+    // The remainder is below `shards`, so it fits.
+    u32::try_from(stable_hash(node) % u64::from(shards)).unwrap_or(0)
+}
+
+/// Name of one device-plugin ConfigMap shard: the base name alone when there is one shard,
+/// else `<base>-<shard>`.
+pub fn device_plugin_configmap_name(base: &str, shards: u32, shard: u32) -> String {
+    if shards <= 1 {
+        base.to_owned()
+    } else {
+        format!("{base}-{shard}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +142,18 @@ mod tests {
     fn label_values_fit_63_bytes() {
         assert_eq!(network_label_value("short"), "short");
         assert!(network_label_value(&"y".repeat(100)).len() <= 63);
+    }
+
+    #[test]
+    fn one_shard_keeps_the_configured_name_and_more_shards_number_it() {
+        assert_eq!(device_plugin_configmap_name("cm", 1, 0), "cm");
+        assert_eq!(device_plugin_configmap_name("cm", 4, 3), "cm-3");
+        assert_eq!(device_plugin_shard("node-1", 1), 0);
+        assert!((0..100).all(|i| device_plugin_shard(&format!("n{i}"), 4) < 4));
+        let used: std::collections::BTreeSet<u32> = (0..100)
+            .map(|i| device_plugin_shard(&format!("n{i}"), 4))
+            .collect();
+        assert_eq!(used.len(), 4, "nodes spread over every shard");
     }
 
     #[test]

@@ -374,8 +374,13 @@ fn the_allocation_reads_back_from_the_configmap_it_renders() {
         node_with_cards("n2", &[], 2, 8),
     ];
     let plan = run(&networks31, &nodes32);
-    let cm = device_plugin_configmap(&plan);
-    let data = cm.data.expect("data");
+    let cms = device_plugin_configmaps(&plan);
+    assert_eq!(cms.len(), 1);
+    assert_eq!(
+        cms[0].metadata.name.as_deref(),
+        Some(keys::DEVICE_PLUGIN_CONFIGMAP)
+    );
+    let data = cms[0].data.clone().expect("data");
     let configs: BTreeMap<String, DevicePluginConfig> = data
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::from_str(v).expect("json")))
@@ -409,4 +414,47 @@ fn only_the_first_50_ineligible_nodes_are_kept_but_all_are_counted() {
         summary.ends_with("  ... and 10 more nodes that cannot host the bond\n"),
         "{summary}"
     );
+}
+
+#[test]
+fn sharded_configmaps_partition_the_nodes_and_read_back_whole() {
+    let networks = [network("ns", "a", |_| {})];
+    let nodes: Vec<BondNodeState> = (0..20)
+        .map(|i| node_with_cards(&format!("n{i:02}"), &[], 2, 8))
+        .collect();
+    let settings = Settings {
+        device_plugin_shards: 3,
+        ..Settings::default()
+    };
+    let plan = super::plan(&Inputs {
+        networks: &networks,
+        nodes: &nodes,
+        node_labels: &NO_LABELS,
+        previous: &NO_PREVIOUS,
+        settings: &settings,
+    });
+    let cms = device_plugin_configmaps(&plan);
+    let names: Vec<_> = cms.iter().filter_map(|c| c.metadata.name.clone()).collect();
+    assert_eq!(
+        names,
+        [
+            "bondnet-device-plugin-config-0",
+            "bondnet-device-plugin-config-1",
+            "bondnet-device-plugin-config-2"
+        ]
+    );
+    let mut configs = BTreeMap::new();
+    for cm in &cms {
+        for (node, json) in cm.data.iter().flatten() {
+            let config: DevicePluginConfig = serde_json::from_str(json).expect("json");
+            assert!(
+                configs.insert(node.clone(), config).is_none(),
+                "{node} in two shards"
+            );
+        }
+    }
+    assert_eq!(configs.len(), 20);
+    let back = Allocation::from_device_plugin_configs(configs.iter().map(|(k, v)| (k.as_str(), v)));
+    assert_eq!(back, plan.allocation());
+    assert_eq!(shards_needed(&cms), 1);
 }
