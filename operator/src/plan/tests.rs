@@ -56,9 +56,9 @@ fn reason<'a>(plan: &'a Plan<'_>, network: &str, node: &str) -> &'a NodeReason {
 
 #[test]
 fn slots_land_on_different_cards_when_diversity_is_nic() {
-    let networks1 = [network("ns", "net", |_| {})];
-    let nodes2 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks1, &nodes2);
+    let networks = [network("ns", "net", |_| {})];
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     let slots = hosted(&plan, "net", "n1");
     assert_eq!(slots.len(), 2);
     assert_ne!(slots[0].pf.nic_id, slots[1].pf.nic_id);
@@ -72,14 +72,14 @@ fn slots_land_on_different_cards_when_diversity_is_nic() {
 #[test]
 fn one_dual_port_card_cannot_host_nic_diversity_but_hosts_pf_diversity() {
     let nodes = [node_with_cards("n1", &[], 1, 8)];
-    let networks3 = [network("ns", "net", |_| {})];
-    let plan = run(&networks3, &nodes);
+    let networks = [network("ns", "net", |_| {})];
+    let plan = run(&networks, &nodes);
     let why = reason(&plan, "net", "n1");
     assert_eq!(why.code, ReasonCode::TooFewNics);
     assert!(why.message.contains("diversity: pf"), "{why}");
 
-    let networks4 = [network("ns", "net", |s| s.diversity = Diversity::Pf)];
-    let plan = run(&networks4, &nodes);
+    let pf_diverse = [network("ns", "net", |s| s.diversity = Diversity::Pf)];
+    let plan = run(&pf_diverse, &nodes);
     let slots = hosted(&plan, "net", "n1");
     assert_ne!(slots[0].pf, slots[1].pf);
     assert_eq!(slots[0].pf.nic_id, slots[1].pf.nic_id);
@@ -95,8 +95,8 @@ fn a_pf_without_vfs_is_named_in_the_reason() {
             e810_pf("ens2f0", "0000:38:00", 0, 0),
         ],
     )];
-    let networks5 = [network("ns", "net", |_| {})];
-    let plan = run(&networks5, &nodes);
+    let networks = [network("ns", "net", |_| {})];
+    let plan = run(&networks, &nodes);
     let why = reason(&plan, "net", "n1");
     assert_eq!(why.code, ReasonCode::TooFewPfs);
     assert!(why.message.contains("ens2f0: no VFs enabled"), "{why}");
@@ -104,17 +104,17 @@ fn a_pf_without_vfs_is_named_in_the_reason() {
 
 #[test]
 fn a_node_without_pfs_says_so() {
-    let networks6 = [network("ns", "net", |_| {})];
-    let nodes7 = [node("n1", &[], vec![])];
-    let plan = run(&networks6, &nodes7);
+    let networks = [network("ns", "net", |_| {})];
+    let nodes = [node("n1", &[], vec![])];
+    let plan = run(&networks, &nodes);
     assert_eq!(reason(&plan, "net", "n1").code, ReasonCode::NoPfs);
 }
 
 #[test]
 fn networks_sharing_a_pf_get_disjoint_vf_ranges() {
     let networks = [network("ns", "a", |_| {}), network("ns", "b", |_| {})];
-    let nodes8 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks, &nodes8);
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     let a = hosted(&plan, "a", "n1");
     let b = hosted(&plan, "b", "n1");
     for x in a {
@@ -135,8 +135,8 @@ fn exhausted_vfs_are_reported_with_what_is_free() {
         network("ns", "b", |_| {}),
         network("ns", "c", |_| {}),
     ];
-    let nodes9 = [node_with_cards("n1", &[], 2, 4)];
-    let plan = run(&networks, &nodes9);
+    let nodes = [node_with_cards("n1", &[], 2, 4)];
+    let plan = run(&networks, &nodes);
     hosted(&plan, "a", "n1");
     hosted(&plan, "b", "n1");
     let why = reason(&plan, "c", "n1");
@@ -150,12 +150,11 @@ fn a_network_keeps_its_vfs_when_another_network_is_added_before_it() {
     let before_networks = [network("ns", "m", |_| {})];
     let before = run(&before_networks, &nodes);
     let previous = before.allocation();
-    let networks10 = [network("ns", "a", |_| {}), network("ns", "m", |_| {})];
-    let after = run_after(&networks10, &nodes, &previous);
+    let networks = [network("ns", "a", |_| {}), network("ns", "m", |_| {})];
+    let after = run_after(&networks, &nodes, &previous);
     assert_eq!(hosted(&before, "m", "n1"), hosted(&after, "m", "n1"));
     // Without the previous allocation "a" would have taken m's VFs.
-    let networks11 = [network("ns", "a", |_| {}), network("ns", "m", |_| {})];
-    let fresh = run(&networks11, &nodes);
+    let fresh = run(&networks, &nodes);
     assert_ne!(hosted(&before, "m", "n1"), hosted(&fresh, "m", "n1"));
 }
 
@@ -185,8 +184,8 @@ fn a_previous_range_that_no_longer_fits_is_planned_again() {
             ),
         ]),
     );
-    let networks12 = [network("ns", "net", |_| {})];
-    let plan = run_after(&networks12, &nodes, &previous);
+    let networks = [network("ns", "net", |_| {})];
+    let plan = run_after(&networks, &nodes, &previous);
     let slots = hosted(&plan, "net", "n1");
     assert!(slots.iter().all(|s| s.range.last < 16), "{slots:?}");
 }
@@ -221,9 +220,9 @@ fn node_selector_reads_node_labels_before_the_node_state_labels() {
 
 #[test]
 fn a_pf_below_the_bond_mtu_is_rejected_by_name() {
-    let networks13 = [network("ns", "net", |s| s.mtu = Some(9000))];
-    let nodes14 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks13, &nodes14);
+    let networks = [network("ns", "net", |s| s.mtu = Some(9000))];
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     let why = reason(&plan, "net", "n1");
     assert_eq!(why.code, ReasonCode::NoMatchingPf);
     assert!(
@@ -235,11 +234,11 @@ fn a_pf_below_the_bond_mtu_is_rejected_by_name() {
 
 #[test]
 fn an_invalid_spec_gets_an_invalid_spec_condition_and_no_objects() {
-    let networks15 = [network("ns", "net", |s| {
+    let networks = [network("ns", "net", |s| {
         s.lacp_rate = Some(crate::api::bond_network::LacpRate::Fast)
     })];
-    let nodes16 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks15, &nodes16);
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     let net = &plan.networks[0];
     assert_eq!(net.invalid.as_ref().map(|e| e.field), Some("lacpRate"));
     assert!(net.nads.is_empty());
@@ -249,11 +248,11 @@ fn an_invalid_spec_gets_an_invalid_spec_condition_and_no_objects() {
 
 #[test]
 fn the_bond_nad_config_has_the_plugin_shape() {
-    let networks17 = [network("ns", "net", |s| {
+    let networks = [network("ns", "net", |s| {
         s.ipam = Some(serde_json::json!({"type": "static"}))
     })];
-    let nodes18 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks17, &nodes18);
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     let bond = plan.networks[0].nads.last().expect("bond NAD");
     assert_eq!(bond.metadata.name.as_deref(), Some("net"));
     assert_eq!(
@@ -264,9 +263,9 @@ fn the_bond_nad_config_has_the_plugin_shape() {
 
 #[test]
 fn each_slot_gets_an_sriov_nad_annotated_with_its_resource() {
-    let networks19 = [network("ns", "net", |_| {})];
-    let nodes20 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks19, &nodes20);
+    let networks = [network("ns", "net", |_| {})];
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     let nads = &plan.networks[0].nads;
     assert_eq!(nads.len(), 3);
     for (slot, nad) in nads[..2].iter().enumerate() {
@@ -285,9 +284,9 @@ fn each_slot_gets_an_sriov_nad_annotated_with_its_resource() {
 
 #[test]
 fn the_device_plugin_gets_one_resource_per_slot_naming_one_pf_range() {
-    let networks21 = [network("ns", "net", |_| {})];
-    let nodes22 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks21, &nodes22);
+    let networks = [network("ns", "net", |_| {})];
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     let resources = &plan.device_plugin["n1"].resource_list;
     assert_eq!(resources.len(), 2);
     let slots = hosted(&plan, "net", "n1");
@@ -301,9 +300,9 @@ fn the_device_plugin_gets_one_resource_per_slot_naming_one_pf_range() {
 
 #[test]
 fn the_pod_annotation_lists_the_sriov_nads_before_the_bond() {
-    let networks23 = [network("ns", "net", |s| s.links = 3)];
-    let nodes24 = [node_with_cards("n1", &[], 3, 8)];
-    let plan = run(&networks23, &nodes24);
+    let networks = [network("ns", "net", |s| s.links = 3)];
+    let nodes = [node_with_cards("n1", &[], 3, 8)];
+    let plan = run(&networks, &nodes);
     assert_eq!(
         plan.networks[0].status.pod_annotation.as_deref(),
         Some(
@@ -319,8 +318,8 @@ fn conditions_say_ready_and_degraded_with_counts() {
         node_with_cards("n1", &[], 2, 8),
         node_with_cards("n2", &[], 1, 8),
     ];
-    let networks25 = [network("ns", "net", |_| {})];
-    let plan = run(&networks25, &nodes);
+    let networks = [network("ns", "net", |_| {})];
+    let plan = run(&networks, &nodes);
     let status = &plan.networks[0].status;
     assert_eq!(status.eligible_nodes, 1);
     assert_eq!(status.ineligible_node_count, 1);
@@ -338,8 +337,8 @@ fn no_selected_node_is_not_ready() {
     let networks = [network("ns", "net", |s| {
         s.node_selector.insert("pool".into(), "none".into());
     })];
-    let nodes26 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks, &nodes26);
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     assert_eq!(
         plan.networks[0].status.conditions[0].reason,
         "NoNodeSelected"
@@ -348,9 +347,9 @@ fn no_selected_node_is_not_ready() {
 
 #[test]
 fn lacp_with_several_vfs_per_pf_carries_a_note() {
-    let networks27 = [network("ns", "net", |s| s.mode = BondMode::Ieee8023ad)];
-    let nodes28 = [node_with_cards("n1", &[], 2, 8)];
-    let plan = run(&networks27, &nodes28);
+    let networks = [network("ns", "net", |s| s.mode = BondMode::Ieee8023ad)];
+    let nodes = [node_with_cards("n1", &[], 2, 8)];
+    let plan = run(&networks, &nodes);
     assert!(plan.networks[0].status.conditions[0]
         .message
         .contains("one pod per PF"));
@@ -358,9 +357,9 @@ fn lacp_with_several_vfs_per_pf_carries_a_note() {
 
 #[test]
 fn a_wider_bond_takes_one_pf_per_card_across_cards() {
-    let networks29 = [network("ns", "net", |s| s.links = 4)];
-    let nodes30 = [node_with_cards("n1", &[], 4, 8)];
-    let plan = run(&networks29, &nodes30);
+    let networks = [network("ns", "net", |s| s.links = 4)];
+    let nodes = [node_with_cards("n1", &[], 4, 8)];
+    let plan = run(&networks, &nodes);
     let slots = hosted(&plan, "net", "n1");
     let nics: std::collections::BTreeSet<_> = slots.iter().map(|s| &s.pf.nic_id).collect();
     assert_eq!(nics.len(), 4);
@@ -368,12 +367,12 @@ fn a_wider_bond_takes_one_pf_per_card_across_cards() {
 
 #[test]
 fn the_allocation_reads_back_from_the_configmap_it_renders() {
-    let networks31 = [network("ns", "a", |_| {}), network("ns", "b", |_| {})];
-    let nodes32 = [
+    let networks = [network("ns", "a", |_| {}), network("ns", "b", |_| {})];
+    let nodes = [
         node_with_cards("n1", &[], 2, 8),
         node_with_cards("n2", &[], 2, 8),
     ];
-    let plan = run(&networks31, &nodes32);
+    let plan = run(&networks, &nodes);
     let cms = device_plugin_configmaps(&plan);
     assert_eq!(cms.len(), 1);
     assert_eq!(
