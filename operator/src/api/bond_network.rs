@@ -685,7 +685,7 @@ pub const CEL_RULES: &[CelRule] = &[
         message: "primary needs mode active-backup, balance-tlb or balance-alb",
     },
     CelRule {
-        rule: "!has(self.primary) || [0, 1, 2, 3, 4, 5, 6, 7].exists(i, i < self.links && self.primary == self.ifname + 'p' + string(i))",
+        rule: "!has(self.primary) || [0, 1, 2, 3, 4, 5, 6, 7].exists(i, i < self.links && self.primary == self.ifname + ['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7'][i])",
         message: "primary must name a port: <ifname>p<slot>, e.g. bond0p0",
     },
     CelRule {
