@@ -33,4 +33,4 @@ BONDNET_HELM_PYTHON="$(charts/bondnet/tests/install-deps.sh)"
 export BONDNET_HELM=1 BONDNET_HELM_PYTHON
 
 step "cargo test: every tier"
-BONDNET_VM=1 BONDNET_APISERVER=1 cargo test --workspace --features bondnet-plugin/test_as_root
+BONDNET_VM=1 BONDNET_APISERVER=1 cargo test --workspace --no-fail-fast --features bondnet-plugin/test_as_root
