@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, Client};
 
-use crate::api::bond_node_state::{BondNodeState, BondNodeStateStatus};
+use crate::api::bond_node_state::{BondNodeState, BondNodeStateStatus, PfStatus};
 use crate::error::{Error, Result};
 
 /// What the agent needs to know.
@@ -49,6 +49,22 @@ pub fn scan(config: &AgentConfig, now: Time) -> Result<BondNodeStateStatus> {
     })
 }
 
+/// One round: scans sysfs and applies the node's BondNodeState; returns the PFs published.
+pub async fn scan_and_publish(
+    api: &Api<BondNodeState>,
+    config: &AgentConfig,
+    now: Time,
+) -> Result<Vec<PfStatus>> {
+    let status = scan(config, now)?;
+    publish::publish_node_state(api, &config.node_name, &status)
+        .await
+        .map_err(|source| Error::Publish {
+            node: config.node_name.clone(),
+            source,
+        })?;
+    Ok(status.pfs)
+}
+
 /// Runs the agent until a shutdown signal.
 pub async fn run(client: Client, config: AgentConfig) -> Result<()> {
     if let Some(source) = &config.plugin_source {
@@ -56,25 +72,15 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<()> {
         tracing::info!(dir = %config.cni_bin_dir.display(), ?outcome, "bond plugin installed");
     }
     let api: Api<BondNodeState> = Api::all(client);
-    let mut published: Option<Vec<crate::api::bond_node_state::PfStatus>> = None;
+    let mut published: Option<Vec<PfStatus>> = None;
     loop {
-        match scan(&config, Time(jiff::Timestamp::now())) {
-            Ok(status) => match publish::publish_node_state(&api, &config.node_name, &status).await
-            {
-                Ok(()) => {
-                    if published.as_ref() != Some(&status.pfs) {
-                        tracing::info!(node = %config.node_name, pfs = status.pfs.len(), "node state published");
-                        published = Some(status.pfs);
-                    }
+        match scan_and_publish(&api, &config, Time(jiff::Timestamp::now())).await {
+            Ok(pfs) => {
+                if published.as_ref() != Some(&pfs) {
+                    tracing::info!(node = %config.node_name, pfs = pfs.len(), "node state published");
+                    published = Some(pfs);
                 }
-                Err(source) => {
-                    let err = Error::Publish {
-                        node: config.node_name.clone(),
-                        source,
-                    };
-                    tracing::warn!(error = %err, "will retry at the next scan");
-                }
-            },
+            }
             Err(err) => tracing::warn!(error = %err, "will retry at the next scan"),
         }
         tokio::select! {
@@ -84,5 +90,68 @@ pub async fn run(client: Client, config: AgentConfig) -> Result<()> {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock;
+    use http::{Method, StatusCode};
+
+    fn config(root: &std::path::Path) -> AgentConfig {
+        AgentConfig {
+            node_name: "node-1".into(),
+            sysfs_root: root.to_owned(),
+            plugin_source: None,
+            cni_bin_dir: root.join("bin"),
+            interval: Duration::from_secs(60),
+        }
+    }
+
+    fn now() -> Time {
+        Time("2026-01-01T00:00:00Z".parse().expect("time"))
+    }
+
+    #[tokio::test]
+    async fn a_scan_publishes_the_plugin_version_and_the_time_seen() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("sys/class/net/lo")).expect("mkdir");
+        let (client, mut server) = mock::client();
+        let config = config(root.path());
+        let task =
+            tokio::spawn(async move { scan_and_publish(&Api::all(client), &config, now()).await });
+        let seen = server
+            .expect_with(
+                Method::PATCH,
+                "/apis/bondnet.io/v1alpha1/bondnodestates/node-1/status",
+                StatusCode::OK,
+                // The server returns the whole object, spec included.
+                |body| {
+                    let mut object = body.clone();
+                    object["spec"] = serde_json::json!({});
+                    object
+                },
+            )
+            .await;
+        assert_eq!(seen.body["status"]["pluginVersion"], PLUGIN_VERSION);
+        assert_eq!(seen.body["status"]["lastSeen"], "2026-01-01T00:00:00Z");
+        assert_eq!(seen.body["status"]["pfs"], serde_json::json!([]));
+        assert!(task.await.expect("task").expect("published").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_missing_sysfs_publishes_nothing_and_names_the_root() {
+        let (client, mut server) = mock::client();
+        let config = config(std::path::Path::new("/nonexistent-root"));
+        let err = scan_and_publish(&Api::all(client), &config, now())
+            .await
+            .expect_err("no sysfs");
+        assert!(
+            err.to_string()
+                .starts_with("cannot scan /nonexistent-root/sys/class/net: "),
+            "{err}"
+        );
+        server.expect_no_more().await;
     }
 }
