@@ -103,6 +103,10 @@ pub enum Error {
         shards: u32,
     },
 
+    /// A watch store's writer went away before its first full list.
+    #[error("the {kind} watch stopped before its first full list")]
+    StoreClosed { kind: &'static str },
+
     /// Leadership was lost; the process exits so another replica takes over.
     #[error("lost the leader lease {lease}")]
     LostLease { lease: String },
@@ -137,6 +141,7 @@ impl Error {
             Self::Serve { .. } => "Serve",
             Self::LostLease { .. } => "LostLease",
             Self::ConfigMapTooLarge { .. } => "ConfigMapTooLarge",
+            Self::StoreClosed { .. } => "StoreClosed",
             Self::Runtime(_) => "Runtime",
             Self::RenderYaml { .. } => "RenderYaml",
         }

@@ -183,9 +183,29 @@ fn snapshot(ctx: &Context, current: Option<&BondNetwork>, excluded: Option<&str>
     }
 }
 
+/// Waits until every store has its initial list: planning from a partial list would drop the
+/// device-plugin entries of networks and nodes not seen yet.
+async fn wait_for_stores(ctx: &Context) -> Result<()> {
+    let closed = |kind: &'static str| move |_| Error::StoreClosed { kind };
+    ctx.networks
+        .wait_until_ready()
+        .await
+        .map_err(closed("BondNetwork"))?;
+    ctx.nodes
+        .wait_until_ready()
+        .await
+        .map_err(closed("BondNodeState"))?;
+    ctx.node_meta
+        .wait_until_ready()
+        .await
+        .map_err(closed("Node"))?;
+    Ok(())
+}
+
 /// Writes everything the plan wants for `network`: the device-plugin config first (so VFs are
 /// pooled before a pod can ask for them), then NADs, orphan deletion and status.
 pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
+    wait_for_stores(ctx).await?;
     let settings = &ctx.settings;
     let current = read_configmaps(ctx).await?;
     let previous = previous_allocation(current.iter().flatten());
@@ -245,6 +265,7 @@ pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
 
 /// Removes the network's device-plugin entries and NADs before its finalizer is released.
 pub async fn cleanup(network: &BondNetwork, ctx: &Context) -> Result<Action> {
+    wait_for_stores(ctx).await?;
     let settings = &ctx.settings;
     let current = read_configmaps(ctx).await?;
     let previous = previous_allocation(current.iter().flatten());

@@ -32,10 +32,13 @@ fn store<K>(objects: &[K]) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
+    // A full initial list, as the watcher delivers it: the store is then ready.
     let (reader, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
     for object in objects {
-        writer.apply_watcher_event(&watcher::Event::Apply(object.clone()));
+        writer.apply_watcher_event(&watcher::Event::InitApply(object.clone()));
     }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
     reader
 }
 
@@ -605,4 +608,47 @@ async fn sharded_configmaps_are_read_and_written_shard_by_shard() {
     server.expect_echo(Method::POST, EVENTS).await;
     finish(task).await.expect("reconciled");
     server.expect_no_more().await;
+}
+
+#[tokio::test]
+async fn nothing_is_planned_before_the_node_list_has_arrived() {
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
+    // Replace the node store with one whose first list is still under way.
+    let (pending, mut writer) = reflector::store::<BondNodeState>();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    let ctx = Arc::new(Context {
+        nodes: pending,
+        client: ctx.client.clone(),
+        settings: ctx.settings.clone(),
+        device_plugin_selector: None,
+        networks: ctx.networks.clone(),
+        node_meta: ctx.node_meta.clone(),
+        recorder: Recorder::new(
+            ctx.client.clone(),
+            Reporter {
+                controller: "bondnet".into(),
+                instance: None,
+            },
+        ),
+        metrics: ctx.metrics.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let task = spawn(net, ctx);
+    server.expect_no_more().await;
+    assert!(!task.is_finished(), "the reconcile waits for the store");
+    for node in two_nodes() {
+        writer.apply_watcher_event(&watcher::Event::InitApply(node));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    server
+        .expect(
+            Method::GET,
+            CONFIGMAP,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            mock::status_error(500, "InternalError", "stop here"),
+        )
+        .await;
+    assert!(finish(task).await.is_err());
 }
