@@ -61,6 +61,8 @@ pub struct Metrics {
     registry: Registry,
     /// Reconciles started.
     pub reconciles: Counter,
+    /// Plans computed (reconciles whose inputs matched the last plan reuse it).
+    pub plans: Counter,
     /// Reconcile failures by category.
     pub failures: Family<CategoryLabel, Counter>,
     /// Reconcile duration in seconds.
@@ -73,6 +75,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("bondnet");
         let reconciles = Counter::default();
+        let plans = Counter::default();
         let failures = Family::<CategoryLabel, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let leader = Gauge::default();
@@ -80,6 +83,11 @@ impl Default for Metrics {
             "reconciles",
             "BondNetwork reconciles started",
             reconciles.clone(),
+        );
+        registry.register(
+            "plans",
+            "Plans of all networks computed; reconciles with unchanged inputs reuse the last",
+            plans.clone(),
         );
         registry.register(
             "reconcile_failures",
@@ -99,6 +107,7 @@ impl Default for Metrics {
         Self {
             registry,
             reconciles,
+            plans,
             failures,
             reconcile_duration,
             leader,

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod lease;
+pub mod memo;
 pub mod reconcile;
 pub mod serve;
 pub mod status;
@@ -117,6 +118,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         ),
         metrics: metrics.clone(),
         failures: Mutex::new(HashMap::new()),
+        memo: memo::Memo::default(),
     });
     let managed = format!("{}={}", keys::LABEL_MANAGED_BY, keys::MANAGED_BY);
     let running = controller

@@ -19,6 +19,7 @@ use crate::api::bond_network::BondNetwork;
 use crate::api::bond_node_state::BondNodeState;
 use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::keys;
+use crate::controller::memo::{self, Memo, Planned};
 use crate::controller::{apply, status};
 use crate::error::{Error, KubeStep, Result};
 use crate::plan::{self, names, Allocation, Inputs, Settings};
@@ -48,6 +49,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per network, for the backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// The last plan, reused while its inputs are unchanged.
+    pub memo: Memo,
 }
 
 fn key(network: &BondNetwork) -> String {
@@ -206,32 +209,15 @@ async fn wait_for_stores(ctx: &Context) -> Result<()> {
 /// pooled before a pod can ask for them), then NADs, orphan deletion and status.
 pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     wait_for_stores(ctx).await?;
-    let settings = &ctx.settings;
     let current = read_configmaps(ctx).await?;
-    let previous = previous_allocation(current.iter().flatten());
-    let Snapshot {
-        networks,
-        nodes,
-        labels,
-    } = snapshot(ctx, Some(network), None);
-    let plan = plan::plan(&Inputs {
-        networks: &networks,
-        nodes: &nodes,
-        node_labels: &labels,
-        previous: &previous,
-        settings,
-    });
+    let planned = planned(ctx, &snapshot(ctx, Some(network), None), &current);
     let namespace = network.namespace().unwrap_or_default();
     let name = network.name_any();
-    let Some(mine) = plan
-        .networks
-        .iter()
-        .find(|n| n.namespace == namespace && n.name == name)
-    else {
+    let Some(mine) = planned.network(&namespace, &name) else {
         return Ok(Action::requeue(RESYNC));
     };
 
-    write_configmaps(ctx, &current, &plan).await?;
+    write_configmaps(ctx, &current, &planned.configmaps).await?;
     if mine.invalid.is_none() {
         apply::apply_nads(&ctx.client, &namespace, &mine.nads).await?;
         let keep: BTreeSet<String> = mine.nads.iter().map(|n| n.name_any()).collect();
@@ -266,23 +252,10 @@ pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
 /// Removes the network's device-plugin entries and NADs before its finalizer is released.
 pub async fn cleanup(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     wait_for_stores(ctx).await?;
-    let settings = &ctx.settings;
     let current = read_configmaps(ctx).await?;
-    let previous = previous_allocation(current.iter().flatten());
     let gone = key(network);
-    let Snapshot {
-        networks,
-        nodes,
-        labels,
-    } = snapshot(ctx, None, Some(&gone));
-    let plan = plan::plan(&Inputs {
-        networks: &networks,
-        nodes: &nodes,
-        node_labels: &labels,
-        previous: &previous,
-        settings,
-    });
-    write_configmaps(ctx, &current, &plan).await?;
+    let planned = planned(ctx, &snapshot(ctx, None, Some(&gone)), &current);
+    write_configmaps(ctx, &current, &planned.configmaps).await?;
     let namespace = network.namespace().unwrap_or_default();
     apply::delete_orphan_nads(
         &ctx.client,
@@ -295,14 +268,46 @@ pub async fn cleanup(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// The plan of `snapshot` with the allocation in `current`: the last plan when its inputs
+/// are the same (see [`memo`]), else a new one, kept for the next reconcile.
+fn planned(ctx: &Context, snapshot: &Snapshot, current: &[Option<ConfigMap>]) -> Arc<Planned> {
+    let Snapshot {
+        networks,
+        nodes,
+        labels,
+    } = snapshot;
+    let inputs = memo::inputs_fingerprint(networks, nodes, labels, &ctx.settings);
+    let previous_fingerprint = memo::configmaps_fingerprint(current.iter().map(Option::as_ref));
+    if let Some(planned) = inputs.and_then(|i| ctx.memo.reuse(i, previous_fingerprint)) {
+        return planned;
+    }
+    ctx.metrics.plans.inc();
+    let previous = previous_allocation(current.iter().flatten());
+    let plan = plan::plan(&Inputs {
+        networks,
+        nodes,
+        node_labels: labels,
+        previous: &previous,
+        settings: &ctx.settings,
+    });
+    let planned = Arc::new(Planned::new(
+        &plan,
+        inputs.unwrap_or_default(),
+        previous_fingerprint,
+    ));
+    if inputs.is_some() {
+        ctx.memo.keep(planned.clone());
+    }
+    planned
+}
+
 /// Applies every changed ConfigMap shard, then restarts the device plugin on the nodes whose
 /// config changed. Nothing is written when a shard would pass the object size limit.
 async fn write_configmaps(
     ctx: &Context,
     current: &[Option<ConfigMap>],
-    plan: &plan::Plan<'_>,
+    desired: &[ConfigMap],
 ) -> Result<()> {
-    let desired = plan::device_plugin_configmaps(plan);
     if let Some(big) = desired
         .iter()
         .find(|c| plan::configmap_data_bytes(c) > plan::MAX_CONFIGMAP_DATA_BYTES)
@@ -310,7 +315,7 @@ async fn write_configmaps(
         return Err(Error::ConfigMapTooLarge {
             name: big.name_any(),
             bytes: plan::configmap_data_bytes(big),
-            shards: plan::shards_needed(&desired),
+            shards: plan::shards_needed(desired),
         });
     }
     let mut changed = BTreeSet::new();

@@ -13,6 +13,7 @@ use kube::runtime::watcher;
 use kube::Client;
 use serde_json::{json, Value};
 
+use super::memo::Memo;
 use super::reconcile::{error_policy, reconcile, Context};
 use crate::api::bond_network::BondNetwork;
 use crate::api::bond_node_state::BondNodeState;
@@ -80,6 +81,7 @@ fn context_with(
         ),
         metrics: Arc::new(Metrics::default()),
         failures: Mutex::new(HashMap::new()),
+        memo: Memo::default(),
     })
 }
 
@@ -634,6 +636,7 @@ async fn nothing_is_planned_before_the_node_list_has_arrived() {
         ),
         metrics: ctx.metrics.clone(),
         failures: Mutex::new(HashMap::new()),
+        memo: Memo::default(),
     });
     let task = spawn(net, ctx);
     server.expect_no_more().await;
@@ -651,4 +654,100 @@ async fn nothing_is_planned_before_the_node_list_has_arrived() {
         )
         .await;
     assert!(finish(task).await.is_err());
+}
+
+/// A second network of the test: telco/slow, finalized, with a UID.
+fn slow() -> BondNetwork {
+    let mut net = network("telco", "slow", |_| {});
+    net.metadata.uid = Some("uid-slow".into());
+    net.metadata.generation = Some(1);
+    net.metadata.resource_version = Some("1".into());
+    net.metadata.finalizers = Some(vec![keys::FINALIZER.to_owned()]);
+    net
+}
+
+#[tokio::test]
+async fn two_networks_reconciled_after_one_change_share_one_plan_and_one_configmap_write() {
+    let (client, mut server) = mock::client();
+    let (fast, slow) = (fast(true), slow());
+    let ctx = context(client, &[fast.clone(), slow.clone()], &two_nodes());
+
+    // The first reconcile plans both networks and writes the ConfigMap with both.
+    let task = spawn(fast.clone(), ctx.clone());
+    server
+        .expect(
+            Method::GET,
+            CONFIGMAP,
+            StatusCode::NOT_FOUND,
+            mock::status_error(404, "NotFound", "none"),
+        )
+        .await;
+    let cm = server.expect_echo(Method::PATCH, CONFIGMAP).await.body;
+    let n1: Value =
+        serde_json::from_str(cm["data"]["n1"].as_str().expect("n1 key")).expect("n1 JSON");
+    let resources: Vec<&str> = n1["resourceList"]
+        .as_array()
+        .expect("resourceList")
+        .iter()
+        .filter_map(|r| r["resourceName"].as_str())
+        .collect();
+    assert!(
+        resources.contains(&"telco_fast_p0") && resources.contains(&"telco_slow_p0"),
+        "{resources:?}"
+    );
+    for _ in 0..2 {
+        server
+            .expect(
+                Method::DELETE,
+                PODS,
+                StatusCode::OK,
+                list("PodList", vec![]),
+            )
+            .await;
+    }
+    expect_nads(&mut server, vec![]).await;
+    server
+        .expect_with(
+            Method::PATCH,
+            &format!("{NETWORK}/status"),
+            StatusCode::OK,
+            |_| object(&fast),
+        )
+        .await;
+    server.expect_echo(Method::POST, EVENTS).await;
+    finish(task).await.expect("fast reconciled");
+    assert_eq!(ctx.metrics.plans.get(), 1);
+
+    // The second reads back that ConfigMap, reuses the plan, and writes only its own objects:
+    // no ConfigMap apply and no device-plugin restart.
+    let task = spawn(slow.clone(), ctx.clone());
+    server
+        .expect(Method::GET, CONFIGMAP, StatusCode::OK, cm)
+        .await;
+    for name in ["slow-p0", "slow-p1", "slow"] {
+        server
+            .expect_echo(Method::PATCH, &format!("{NADS}/{name}"))
+            .await;
+    }
+    server
+        .expect(
+            Method::GET,
+            NADS,
+            StatusCode::OK,
+            list("NetworkAttachmentDefinitionList", vec![]),
+        )
+        .await;
+    let status = server
+        .expect_with(
+            Method::PATCH,
+            "/apis/bondnet.io/v1alpha1/namespaces/telco/bondnetworks/slow/status",
+            StatusCode::OK,
+            |_| object(&slow),
+        )
+        .await;
+    assert_eq!(status.body["status"]["eligibleNodes"], 2);
+    server.expect_echo(Method::POST, EVENTS).await;
+    finish(task).await.expect("slow reconciled");
+    server.expect_no_more().await;
+    assert_eq!(ctx.metrics.plans.get(), 1, "one plan for both reconciles");
 }
