@@ -15,6 +15,7 @@ pub mod reconcile;
 pub mod serve;
 pub mod status;
 pub mod triggers;
+pub mod watch_backoff;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use crate::api::nad::NetworkAttachmentDefinition;
 use crate::error::Result;
 use crate::plan::Settings;
 use crate::telemetry::Metrics;
+use watch_backoff::WatchBackoff;
 
 pub use reconcile::Context;
 
@@ -75,7 +77,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         Api::<BondNodeState>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .reflect(node_writer)
     .filter_map(move |event| {
         future::ready(event.ok().filter(|e| pf_filter.observe(e)).map(|_| ()))
@@ -86,7 +88,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         Api::<PartialObjectMeta<Node>>::all(client.clone()),
         watcher::Config::default(),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .reflect(meta_writer)
     .filter_map(move |event| {
         future::ready(event.ok().filter(|e| label_filter.observe(e)).map(|_| ()))
@@ -96,6 +98,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         Api::<BondNetwork>::all(client.clone()),
         watcher::Config::default(),
     )
+    .trigger_backoff(WatchBackoff::default())
     .with_config(
         // One reconcile at a time: each writes the shared device-plugin ConfigMap.
         ControllerConfig::default()
