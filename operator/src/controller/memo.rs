@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use crate::api::bond_network::{BondNetwork, BondNetworkStatus, SpecError};
 use crate::api::bond_node_state::BondNodeState;
 use crate::api::nad::NetworkAttachmentDefinition;
-use crate::plan::{self, Plan, Settings};
+use crate::plan::{self, names, Plan, Settings};
 
 /// What a reconcile needs from the plan of one network, owned so it outlives the inputs.
 #[derive(Clone, Debug)]
@@ -75,7 +75,7 @@ impl Planned {
 
     /// The plan of `namespace/name`, if it has one.
     pub fn network(&self, namespace: &str, name: &str) -> Option<&PlannedNetwork> {
-        self.networks.get(&format!("{namespace}/{name}"))
+        self.networks.get(&names::network_key(namespace, name))
     }
 }
 
