@@ -1,11 +1,10 @@
 //! GC (spec 1.1.0): forget every attachment not in `cni.dev/valid-attachments`: remove its
 //! saved state, and let the IPAM plugin collect its addresses.
 
-use crate::cmd::status::delegate_if_supported;
 use crate::cni::args::{Args, Command};
 use crate::config::NetConf;
 use crate::error::{Error, Result};
-use crate::ipam::Ipam;
+use crate::ipam::{delegate_if_supported, Ipam};
 use crate::state;
 
 pub fn gc<I: Ipam>(conf: &NetConf, args: &Args, ipam: &I) -> Result<Vec<(String, String)>> {

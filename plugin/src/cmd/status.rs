@@ -49,31 +49,7 @@ pub fn status<I: Ipam>(conf: &NetConf, args: &Args, ipam: &I) -> Result<()> {
         Path::new("/lib/modules"),
         &kernel_release(),
     )?;
-    delegate_if_supported(conf, args, ipam, Command::Status)
-}
-
-/// Delegate `command` (STATUS or GC) to the IPAM plugin when it speaks spec 1.1.0; an older
-/// plugin has nothing to report or collect, which is not an error.
-pub fn delegate_if_supported<I: Ipam>(
-    conf: &NetConf,
-    args: &Args,
-    ipam: &I,
-    command: Command,
-) -> Result<()> {
-    let Some(plugin) = conf.ipam_type() else {
-        return Ok(());
-    };
-    let bin = ipam::find_plugin(plugin, &args.path)?;
-    let versions = ipam::supported_versions(&bin)?;
-    if !versions.iter().any(|v| v == "1.1.0") {
-        tracing::info!(
-            plugin,
-            ?versions,
-            "IPAM plugin predates spec 1.1.0; not delegating"
-        );
-        return Ok(());
-    }
-    ipam.exec(command, conf, args).map(|_| ())
+    ipam::delegate_if_supported(conf, args, ipam, Command::Status)
 }
 
 #[cfg(test)]
