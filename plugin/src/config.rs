@@ -233,28 +233,6 @@ macro_rules! field_enum {
     };
 }
 
-/// A valid Linux interface name: 1 to 15 bytes, no '/', ':' or whitespace, not "." or "..".
-pub fn check_ifname(field: &str, name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 15 {
-        return Err(Error::config(
-            field,
-            format!("\"{name}\" is not a valid interface name: it must be 1 to 15 characters"),
-        ));
-    }
-    if name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
-        return Err(Error::config(
-            field,
-            format!("\"{name}\" is not a valid interface name: no '/', ':' or spaces"),
-        ));
-    }
-    Ok(())
-}
-
 /// Which modes an option needs, for the "needs mode" errors.
 fn require_modes(field: &str, set: bool, mode: BondMode, allowed: &[BondMode]) -> Result<()> {
     if set && !allowed.contains(&mode) {
@@ -327,7 +305,7 @@ pub fn parse(bytes: &[u8]) -> Result<NetConf> {
         ));
     }
     for (i, l) in links.iter().enumerate() {
-        check_ifname(&format!("links[{i}].name"), l)?;
+        crate::names::ifname(l).map_err(|why| Error::config(format!("links[{i}].name"), why))?;
         if links[..i].contains(l) {
             return Err(Error::config(
                 format!("links[{i}].name"),
@@ -423,6 +401,12 @@ pub fn parse(bytes: &[u8]) -> Result<NetConf> {
             ));
         }
     }
+
+    crate::names::check_config_paths(
+        raw.state_dir.as_deref(),
+        raw.lock_dir.as_deref(),
+        raw.log_file.as_deref(),
+    )?;
 
     Ok(NetConf {
         cni_version,

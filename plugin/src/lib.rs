@@ -14,6 +14,7 @@ pub mod fake;
 pub mod ipam;
 pub mod lock;
 pub mod log;
+pub mod names;
 pub mod net;
 pub mod netns;
 pub mod rollback;

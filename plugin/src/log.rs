@@ -16,8 +16,10 @@ pub fn parse_level(text: &str) -> Option<Level> {
     }
 }
 
-/// Start logging at `level` (warn by default) to `file` (appended) or stderr.
+/// Start logging at `level` (warn by default) to `file` (appended) or stderr. A `file` that
+/// breaks the config's path rules is never opened (the config check then refuses it).
 pub fn init(level: Option<&str>, file: Option<&str>) {
+    let file = file.filter(|f| crate::names::config_path(f).is_ok());
     let level = level.and_then(parse_level).unwrap_or(Level::WARN);
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)

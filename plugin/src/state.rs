@@ -28,7 +28,8 @@ pub struct Saved {
     pub ports: Vec<SavedPort>,
 }
 
-/// `DIR/CONTAINERID@IFNAME.json`: container IDs hold only letters, digits, '-', '_' and '.'.
+/// `DIR/CONTAINERID@IFNAME.json`. Both names were checked by [`crate::names`] (a container ID
+/// holds no '@' or '/', an interface name no '/'), so the path stays inside `DIR`.
 pub fn path(dir: &str, container_id: &str, ifname: &str) -> PathBuf {
     Path::new(dir).join(format!("{container_id}@{ifname}.json"))
 }
@@ -79,7 +80,9 @@ pub fn remove(dir: &str, container_id: &str, ifname: &str) -> Result<()> {
     }
 }
 
-/// Every saved attachment in `dir` (for GC). Unreadable files are skipped.
+/// Every saved attachment in `dir` (for GC). Unreadable files are skipped, and so is a file
+/// whose container ID or interface name is not valid or does not give its own file name
+/// (GC removes by those names, so they must never lead outside `dir`).
 pub fn list(dir: &str) -> Vec<Saved> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
@@ -87,8 +90,18 @@ pub fn list(dir: &str) -> Vec<Saved> {
     let mut out: Vec<Saved> = entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| fs::read(e.path()).ok())
-        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .filter_map(|e| Some((e.path(), fs::read(e.path()).ok()?)))
+        .filter_map(|(p, b)| Some((p, serde_json::from_slice::<Saved>(&b).ok()?)))
+        .filter(|(p, s)| {
+            let names_ok = crate::names::container_id(&s.container_id).is_ok()
+                && crate::names::ifname(&s.ifname).is_ok();
+            let own = names_ok && *p == path(dir, &s.container_id, &s.ifname);
+            if !own {
+                tracing::warn!(file = %p.display(), "state file does not match its own name; skipped");
+            }
+            own
+        })
+        .map(|(_, s)| s)
         .collect();
     out.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
     out

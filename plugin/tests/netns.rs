@@ -395,6 +395,67 @@ fn netlink_backend_moves_renames_and_restores_links_across_namespaces() {
     not(feature = "test_as_root"),
     ignore = "needs root: --features test_as_root"
 )]
+fn the_interface_name_rule_is_the_kernels() {
+    // Each candidate is tried as a new name for a link in the pod netns, over netlink (not
+    // through `ip`, which has its own checks): the kernel's verdict must be the plugin's.
+    let f = Fixture::new("nm", &[1500]);
+    let port = f.ports[0].clone();
+    let pod = fs::File::open(f.netns_path()).expect("open netns");
+    let mut net = RtNet::new(Some(pod)).expect("netlink");
+    let host = net.link(Ns::Host, &port).expect("lookup").expect("on host");
+    net.move_link(Ns::Host, host.index, Ns::Pod)
+        .expect("move in");
+    let index = net
+        .link(Ns::Pod, &port)
+        .expect("lookup")
+        .expect("in pod")
+        .index;
+    let long = "abcdefghijklmnop";
+    let candidates = [
+        "bond0",
+        "eth0.100",
+        "...",
+        "a@b",
+        "a\u{1}b",
+        "a\u{2000}b",
+        "a\u{7f}",
+        &long[..15],
+        ".",
+        "..",
+        "a/b",
+        "a:b",
+        "a b",
+        "a\tb",
+        "a\nb",
+        "a\u{b}b",
+        "a\u{c}b",
+        "a\rb",
+        "a\u{a0}b",
+        "à",
+        "é",
+        long,
+        "ééééééééé",
+    ];
+    let mut disagree = Vec::new();
+    for name in candidates {
+        let ours = bond_cni::names::ifname(name).is_ok();
+        let kernel = net.rename(Ns::Pod, index, name).is_ok();
+        if kernel {
+            net.rename(Ns::Pod, index, &port).expect("rename back");
+        }
+        if ours != kernel {
+            disagree.push(format!("{name:?}: plugin {ours}, kernel {kernel}"));
+        }
+    }
+    net.move_link(Ns::Pod, index, Ns::Host).expect("move out");
+    assert!(disagree.is_empty(), "{disagree:?}");
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "test_as_root"),
+    ignore = "needs root: --features test_as_root"
+)]
 fn concurrent_adds_on_shared_and_separate_host_links_never_lose_a_link() {
     // Eight pods with their own links, and four more calls all racing for the first pod's
     // links: the per-link lock serializes those, and every call ends with the links back.

@@ -141,3 +141,129 @@ fn gc_forgets_only_its_own_networks_stale_attachments() {
         ]
     );
 }
+
+const CONF_LIC: &str = r#""cniVersion":"1.0.0","name":"n","type":"bond","mode":"balance-rr","linksInContainer":true,"links":[{"name":"a"},{"name":"b"}]"#;
+
+#[test]
+fn a_container_id_that_climbs_out_of_state_dir_is_error_4_and_touches_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf8");
+    // What DEL with CNI_CONTAINERID=../outside would read and remove without the check.
+    let outside = dir.path().join("outside@bond0.json");
+    let saved = r#"{"network":"n","containerID":"outside","ifname":"bond0","links_in_container":true,"ports":[]}"#;
+    std::fs::write(&outside, saved).expect("write");
+    let conf = format!(r#"{{{CONF_LIC},"stateDir":"{d}/state","lockDir":"{d}/locks"}}"#);
+    for command in ["ADD", "DEL", "CHECK"] {
+        let (code, out) = call(
+            &[
+                ("CNI_COMMAND", command),
+                ("CNI_CONTAINERID", "../outside"),
+                (
+                    "CNI_NETNS",
+                    if command == "DEL" {
+                        ""
+                    } else {
+                        "/proc/self/ns/net"
+                    },
+                ),
+                ("CNI_IFNAME", "bond0"),
+            ],
+            &conf,
+        );
+        assert_eq!(
+            (code, &out["code"]),
+            (1, &Value::from(4)),
+            "{command}: {out}"
+        );
+        let msg = out["msg"].as_str().unwrap_or("");
+        assert!(
+            msg.starts_with(
+                "invalid environment: CNI_CONTAINERID: \"../outside\" is not a valid container ID"
+            ),
+            "{command}: {out}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&outside).expect("still there"),
+        saved
+    );
+    assert!(!dir.path().join("state").exists(), "nothing created");
+    assert!(!dir.path().join("locks").exists(), "nothing created");
+}
+
+#[test]
+fn an_ifname_the_kernel_refuses_is_error_4() {
+    for bad in ["a/b", "../x", "à", "abcdefghijklmnop", ".."] {
+        let (_, out) = call(
+            &[
+                ("CNI_COMMAND", "DEL"),
+                ("CNI_CONTAINERID", "c1"),
+                ("CNI_IFNAME", bad),
+            ],
+            &format!("{{{CONF_LIC}}}"),
+        );
+        assert_eq!(out["code"], 4, "{bad:?}: {out}");
+        assert!(
+            out["msg"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("invalid environment: CNI_IFNAME:"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn state_lock_and_log_paths_must_be_absolute_without_dot_dot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf8");
+    std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+    for (field, value) in [
+        ("stateDir", "relative/state".to_string()),
+        ("stateDir", format!("{d}/sub/../state")),
+        ("lockDir", "locks".to_string()),
+        ("lockDir", format!("{d}/sub/../../locks")),
+        ("logFile", format!("{d}/sub/../escaped.log")),
+        ("logFile", "bond.log".to_string()),
+    ] {
+        let conf = format!(r#"{{{CONF_LIC},"{field}":"{value}"}}"#);
+        let (code, out) = call(ADD, &conf);
+        assert_eq!(
+            (code, &out["code"]),
+            (1, &Value::from(7)),
+            "{field}={value}: {out}"
+        );
+        let msg = out["msg"].as_str().unwrap_or("");
+        assert!(
+            msg.starts_with(&format!("invalid config: {field}: ")),
+            "{field}={value}: {out}"
+        );
+    }
+    assert!(!dir.path().join("escaped.log").exists(), "logFile opened");
+    assert!(!std::path::Path::new("bond.log").exists(), "logFile opened");
+}
+
+#[test]
+fn gc_never_follows_a_state_file_whose_names_lead_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().join("state");
+    std::fs::create_dir(&d).expect("mkdir");
+    let victim = dir.path().join("victim@bond0.json");
+    std::fs::write(&victim, "precious").expect("write");
+    // A state file (written by hand or by an older plugin) whose names climb out of stateDir.
+    std::fs::write(
+        d.join("x@bond0.json"),
+        r#"{"network":"n","containerID":"../victim","ifname":"bond0","links_in_container":true,"ports":[]}"#,
+    )
+    .expect("write");
+    let conf = format!(
+        r#"{{"cniVersion":"1.1.0","name":"n","type":"bond","mode":"balance-rr","links":[{{"name":"a"}},{{"name":"b"}}],"stateDir":"{}","cni.dev/valid-attachments":[]}}"#,
+        d.display()
+    );
+    let (code, out) = call(&[("CNI_COMMAND", "GC")], &conf);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim kept"),
+        "precious"
+    );
+}

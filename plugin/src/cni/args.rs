@@ -1,6 +1,7 @@
 //! The CNI_* environment a runtime sets for each call.
 
 use crate::error::{Error, Result};
+use crate::names;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -76,18 +77,30 @@ impl Args {
                 None => Ok(String::new()),
             }
         };
-        let container_id = required("CNI_CONTAINERID", needs_attachment)?;
+        // The container ID and the interface name become file names under stateDir and link
+        // names: each is checked as soon as it is read, before any file or link is touched.
+        let checked = |var: &'static str, value: String, rule: fn(&str) -> Result<(), String>| {
+            if value.is_empty() {
+                return Ok(value);
+            }
+            rule(&value)
+                .map(|()| value)
+                .map_err(|msg| Error::Env { var, msg })
+        };
+        let container_id = checked(
+            "CNI_CONTAINERID",
+            required("CNI_CONTAINERID", needs_attachment)?,
+            names::container_id,
+        )?;
         let netns = required(
             "CNI_NETNS",
             matches!(command, Command::Add | Command::Check),
         )?;
-        let ifname = required("CNI_IFNAME", needs_attachment)?;
-        if needs_attachment {
-            crate::config::check_ifname("CNI_IFNAME", &ifname).map_err(|e| Error::Env {
-                var: "CNI_IFNAME",
-                msg: e.to_string(),
-            })?;
-        }
+        let ifname = checked(
+            "CNI_IFNAME",
+            required("CNI_IFNAME", needs_attachment)?,
+            names::ifname,
+        )?;
         let path = get("CNI_PATH")
             .unwrap_or_default()
             .split(':')
