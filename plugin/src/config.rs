@@ -89,6 +89,7 @@ struct Raw {
     links_in_container: Option<Lenient>,
     links: Option<Vec<LinkRef>>,
     ipam: Option<Value>,
+    ipam_timeout: Option<Lenient>,
     all_slaves_active: Option<Lenient>,
     tlb_dynamic_lb: Option<Lenient>,
     xmit_hash_policy: Option<Lenient>,
@@ -136,6 +137,8 @@ pub struct NetConf {
     pub links_in_container: bool,
     pub links: Vec<String>,
     pub ipam: Option<Value>,
+    /// How long one IPAM call may take (`ipamTimeout`, seconds).
+    pub ipam_timeout: std::time::Duration,
     pub dns: Dns,
     pub prev_result: Option<Value>,
     pub log_file: Option<String>,
@@ -417,6 +420,11 @@ pub fn parse(bytes: &[u8]) -> Result<NetConf> {
         links_in_container,
         links,
         ipam: raw.ipam,
+        ipam_timeout: crate::ipam::timeout_from_config(field_u32(
+            "ipamTimeout",
+            &raw.ipam_timeout,
+            " of seconds",
+        )?)?,
         dns: raw.dns.unwrap_or_default(),
         prev_result: raw.prev_result,
         log_file: raw.log_file,

@@ -6,6 +6,15 @@ use crate::net::NetError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// "30 s", or "0.3 s" for a deadline below a second (tests use those).
+fn seconds(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot decode {what}")]
@@ -77,6 +86,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("IPAM plugin {plugin} did not answer {command} within {} and was stopped; try again later, or raise ipamTimeout if it is only slow", seconds(*timeout))]
+    IpamTimeout {
+        plugin: String,
+        command: &'static str,
+        timeout: std::time::Duration,
+    },
+
     #[error("IPAM plugin {plugin} not found in CNI_PATH ({path})")]
     IpamMissing { plugin: String, path: String },
 
@@ -128,7 +144,7 @@ impl Error {
             Error::Netlink { .. } => Code::Netlink,
             Error::LinkNotFound { .. } => Code::LinkNotFound,
             Error::LinkInUse { .. } => Code::LinkInUse,
-            Error::Locked { .. } => Code::TryAgainLater,
+            Error::Locked { .. } | Error::IpamTimeout { .. } => Code::TryAgainLater,
             Error::Ipam { .. } => Code::Ipam,
             Error::Check { .. } => Code::CheckFailed,
             Error::NotAvailable { .. } => Code::PluginNotAvailable,

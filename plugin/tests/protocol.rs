@@ -267,3 +267,32 @@ fn gc_never_follows_a_state_file_whose_names_lead_elsewhere() {
         "precious"
     );
 }
+
+#[test]
+fn a_hung_ipam_plugin_is_stopped_at_ipam_timeout_and_the_answer_is_code_11() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf8");
+    let plugin = dir.path().join("hang");
+    // Its child sleeps too: killing the script alone would leave stdout open.
+    std::fs::write(&plugin, "#!/bin/sh\nsleep 600 &\nwait\n").expect("write");
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let conf = format!(
+        r#"{{{CONF_LIC},"ipam":{{"type":"hang"}},"ipamTimeout":1,"stateDir":"{d}/state","lockDir":"{d}/locks"}}"#
+    );
+    let (code, out) = call(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", ""),
+            ("CNI_IFNAME", "bond0"),
+            ("CNI_PATH", d),
+        ],
+        &conf,
+    );
+    assert_eq!((code, &out["code"]), (1, &Value::from(11)), "{out}");
+    assert_eq!(
+        out["msg"],
+        "IPAM plugin hang did not answer DEL within 1 s and was stopped; try again later, or raise ipamTimeout if it is only slow"
+    );
+}

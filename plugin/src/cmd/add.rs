@@ -269,8 +269,12 @@ fn add_steps<N: Net, I: Ipam>(
 
     let mut result = CniResult::default();
     if conf.ipam.is_some() {
-        let raw = ipam.exec(Command::Add, conf, args)?;
-        undo.push(Undo::ReleaseIpam);
+        let raw = ipam.exec(Command::Add, conf, args);
+        // A plugin killed at its deadline may have reserved an address before it hung.
+        if matches!(raw, Ok(_) | Err(Error::IpamTimeout { .. })) {
+            undo.push(Undo::ReleaseIpam);
+        }
+        let raw = raw?;
         let value = raw.ok_or_else(|| Error::Ipam {
             plugin: conf.ipam_type().unwrap_or_default().to_string(),
             code: 0,

@@ -405,3 +405,64 @@ fn a_host_link_whose_name_the_pod_already_has_is_refused_before_moving() {
     assert_eq!(net.snapshot(), before);
     assert_eq!(net.changes, 0, "refused before any change");
 }
+
+#[test]
+fn a_hung_ipam_plugin_is_stopped_the_add_rolled_back_and_the_host_links_unlocked() {
+    let c = case("", false);
+    let bin = tempfile::tempdir().expect("tempdir");
+    crate::ipam::test_plugins::hanging(bin.path(), "ADD");
+    let mut conf = c.conf.clone();
+    conf.ipam = Some(json!({"type": "hang"}));
+    conf.ipam_timeout = std::time::Duration::from_millis(300);
+    let mut args = c.args.clone();
+    args.path = vec![bin.path().display().to_string()];
+    let mut net = vfs(Ns::Host);
+    let before = net.snapshot();
+    let delegate = crate::ipam::Delegate::default();
+
+    let e = add(&conf, &args, &mut net, &delegate).expect_err("IPAM hangs");
+    assert_eq!(e.code().number(), 11, "{e}");
+    let json = crate::cni::error::ErrorJson::from_error("1.0.0", &e);
+    assert!(
+        json.msg.contains("did not answer ADD within 0.3 s"),
+        "{json:?}"
+    );
+    assert!(
+        json.details.contains("every step was rolled back"),
+        "{json:?}"
+    );
+    assert_eq!(
+        net.snapshot(),
+        before,
+        "the host links are back as they were"
+    );
+    assert!(crate::state::list(&conf.state_dir).is_empty(), "state left");
+    let calls = std::fs::read_to_string(bin.path().join("calls")).expect("calls");
+    assert_eq!(
+        calls, "ADD\nDEL\n",
+        "what the killed ADD may have reserved is released"
+    );
+    let pid = std::fs::read_to_string(bin.path().join("sleeper.pid")).expect("pid");
+    assert!(
+        crate::ipam::test_plugins::has_exited(&pid),
+        "{pid} still runs"
+    );
+    crate::lock::acquire(&conf.lock_dir, &conf.links, std::time::Duration::ZERO)
+        .expect("the host-link locks are free again");
+
+    // DEL with the plugin hanging: code 11, the locks freed, the state kept for the retry.
+    crate::ipam::test_plugins::hanging(bin.path(), "DEL");
+    add(&c.conf, &c.args, &mut net, &FakeIpam::default()).expect("add");
+    let e = del(&conf, &args, &mut net, &delegate, true).expect_err("DEL hangs");
+    assert_eq!(e.code().number(), 11, "{e}");
+    crate::lock::acquire(&conf.lock_dir, &conf.links, std::time::Duration::ZERO)
+        .expect("the host-link locks are free again");
+    assert_eq!(
+        crate::state::list(&conf.state_dir).len(),
+        1,
+        "state kept for the DEL the runtime retries"
+    );
+    del(&c.conf, &c.args, &mut net, &FakeIpam::default(), true).expect("retried DEL");
+    assert_eq!(net.snapshot(), before);
+    assert!(crate::state::list(&conf.state_dir).is_empty());
+}

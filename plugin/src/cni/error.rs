@@ -20,7 +20,8 @@ pub enum Code {
     Decode,
     /// 7: the network config is invalid.
     InvalidConfig,
-    /// 11: a transient condition (a lock held by another call); try again later.
+    /// 11: a transient condition (a lock held by another call, an IPAM plugin past its
+    /// deadline); try again later.
     TryAgainLater,
     /// 50: STATUS: the plugin cannot serve ADDs on this node.
     PluginNotAvailable,
