@@ -46,6 +46,7 @@ pub const SCENARIOS: &[&str] = &[
     "netns-given-as-proc-path",
     "rollback-when-ipam-config-fails",
     "rollback-when-ipam-range-exhausted",
+    "rollback-when-the-ipam-plugin-hangs",
     "rollback-when-a-link-is-missing",
     "rollback-when-a-port-belongs-to-another-bond",
     "rollback-when-a-host-link-name-is-taken-in-the-pod",

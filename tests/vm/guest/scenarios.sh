@@ -1224,3 +1224,47 @@ seed_conf() {
 }
 EOF
 }
+
+# An IPAM plugin that hangs (a script whose child sleeps, so killing the script alone would
+# leave its stdout open): ADD with host links is stopped at ipamTimeout with code 11, the
+# host links come back as they were, the plugin and its child are gone, IPAM DEL was called
+# for what the killed ADD may have reserved, and the links' locks are free for the next ADD.
+t_ipam_hangs() {
+    mkdir -p "$W/bin"
+    cat >"$W/bin/hang" <<EOF
+#!/bin/sh
+echo "\$CNI_COMMAND" >>"$W/calls"
+[ "\$CNI_COMMAND" = ADD ] || exit 0
+sleep 600 &
+echo \$! >"$W/sleeper.pid"
+wait
+EOF
+    chmod +x "$W/bin/hang"
+    CNI_BIN="$W/bin:/opt/cni/bin"
+    pod p
+    switch sw "$GW/24"
+    vf host hvf1 sw swp1
+    vf host hvf2 sw swp2
+    must $IP link set hvf1 up
+    snapshot host >"$W/host.before"
+    snapshot p >"$W/pod.before"
+    bondconf "$W/h.json" active-backup false "hvf1 hvf2" '{"ipam": {"type": "hang"}, "ipamTimeout": 2}'
+    cni ADD p bond0 "$W/h.json"
+    expect_err "ADD with a hung IPAM plugin" 11
+    err_text | grep -q "did not answer ADD within 2 s" || fail "the error does not say the IPAM plugin timed out: $OUT"
+    same_snapshot host "$W/host.before" "host links back after the stopped ADD"
+    same_snapshot p "$W/pod.before" "pod after the stopped ADD"
+    [ "$(tr '\n' ' ' <"$W/calls")" = "ADD DEL " ] || fail "IPAM calls were '$(tr '\n' ' ' <"$W/calls")', expected ADD then DEL"
+    pid=$(cat "$W/sleeper.pid")
+    if [ -d "/proc/$pid" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat"; then
+        fail "the hung plugin's child $pid still runs"
+    fi
+    bondconf "$W/c.json" active-backup false "hvf1 hvf2"
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD over the same host links right after (their locks are free)"
+    assert_bond p bond0 active-backup "hvf1 hvf2"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    same_snapshot host "$W/host.before" "host links back after DEL"
+    assert_ipam_empty "after DEL"
+}

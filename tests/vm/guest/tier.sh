@@ -43,6 +43,7 @@ ipam-host-local-dual-stack-three-ports|t_ipam_dual_stack
 netns-given-as-proc-path|t_netns_proc_path
 rollback-when-ipam-config-fails|t_rollback_ipam_config
 rollback-when-ipam-range-exhausted|t_rollback_ipam_exhausted
+rollback-when-the-ipam-plugin-hangs|t_ipam_hangs
 rollback-when-a-link-is-missing|t_rollback_missing_link
 rollback-when-a-port-belongs-to-another-bond|t_rollback_busy_port
 rollback-when-a-host-link-name-is-taken-in-the-pod|t_rollback_name_taken
