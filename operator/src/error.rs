@@ -118,6 +118,30 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+
+    /// The webhook's HTTPS listener could not be opened.
+    #[error("cannot listen on {address}: {source}; set --listen to a free address")]
+    WebhookListen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The webhook's CA or serving certificate could not be made or read.
+    #[error(transparent)]
+    Cert(#[from] crate::webhook::cert::CertError),
+
+    /// rustls refused the serving certificate, its key, or the server configuration.
+    #[error("the serving {what} is unusable: {source}")]
+    Tls {
+        what: &'static str,
+        #[source]
+        source: rustls::Error,
+    },
+
+    /// The webhook's certificate Secret changed under every attempt to write it.
+    #[error("{secret} kept changing under three attempts to write it; is another program writing it? Give the webhook a Secret of its own with --tls-secret")]
+    SecretContended { secret: String },
 }
 
 /// The crate's result type.
@@ -144,6 +168,10 @@ impl Error {
             Self::StoreClosed { .. } => "StoreClosed",
             Self::Runtime(_) => "Runtime",
             Self::RenderYaml { .. } => "RenderYaml",
+            Self::WebhookListen { .. } => "WebhookListen",
+            Self::Cert(_) => "Cert",
+            Self::Tls { .. } => "Tls",
+            Self::SecretContended { .. } => "SecretContended",
         }
     }
 }
@@ -155,6 +183,10 @@ pub enum KubeStep {
     Get,
     /// Listing objects.
     List,
+    /// Creating an object.
+    Create,
+    /// Replacing an object (with its resourceVersion).
+    Update,
     /// Server-side apply.
     Apply,
     /// Deleting objects.
@@ -168,6 +200,8 @@ impl KubeStep {
         match self {
             Self::Get => "GetFailed",
             Self::List => "ListFailed",
+            Self::Create => "CreateFailed",
+            Self::Update => "UpdateFailed",
             Self::Apply => "ApplyFailed",
             Self::Delete => "DeleteFailed",
             Self::Event => "EventFailed",
@@ -180,6 +214,8 @@ impl std::fmt::Display for KubeStep {
         f.write_str(match self {
             Self::Get => "get",
             Self::List => "list",
+            Self::Create => "create",
+            Self::Update => "update",
             Self::Apply => "apply",
             Self::Delete => "delete",
             Self::Event => "publish an event for",

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         Command::Crds => bondnet::offline::run_crds(&mut std::io::stdout().lock()),
         Command::Agent(args) => block_on(agent(args)),
         Command::Controller(args) => block_on(controller(args)),
-        Command::Webhook(args) => return webhook(args),
+        Command::Webhook(args) => block_on(webhook(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,9 +69,9 @@ async fn controller(args: ControllerArgs) -> bondnet::Result<()> {
     bondnet::controller::run(client, config).await
 }
 
-/// `bondnet webhook`; its errors are the webhook's own, printed the same way.
-fn webhook(args: WebhookArgs) -> ExitCode {
-    use bondnet::webhook::{tls, Config, NotReadyPolicy, WebhookError};
+/// `bondnet webhook`.
+async fn webhook(args: WebhookArgs) -> bondnet::Result<()> {
+    use bondnet::webhook::{tls, Config, NotReadyPolicy};
     let tls = match (args.tls_cert_file, args.tls_key_file) {
         (Some(cert), Some(key)) => tls::TlsSource::Files { cert, key },
         _ => tls::TlsSource::Managed(tls::ManagedTls {
@@ -91,25 +91,6 @@ fn webhook(args: WebhookArgs) -> ExitCode {
         tls,
         cert_check_interval: Duration::from_secs(args.cert_check_seconds),
     };
-    let result: Result<(), String> = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
-        .and_then(|runtime| {
-            runtime.block_on(async {
-                let client = kube::Client::try_default()
-                    .await
-                    .map_err(|e| format!("cannot build a Kubernetes client: {e}"))?;
-                bondnet::webhook::run(client, config)
-                    .await
-                    .map_err(|e: WebhookError| e.to_string())
-            })
-        });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("bondnet webhook: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    let client = kube::Client::try_default().await.map_err(Error::Client)?;
+    bondnet::webhook::run(client, config).await
 }

@@ -42,9 +42,23 @@ pub enum CertError {
         #[source]
         source: rcgen::Error,
     },
-    /// Stored PEM did not parse.
-    #[error("{what} is not valid PEM: {detail}")]
-    Parse { what: &'static str, detail: String },
+    /// PEM text did not parse.
+    #[error("{what} is not valid PEM: {source}")]
+    Pem {
+        what: &'static str,
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// PEM text held no certificate.
+    #[error("{what} holds no CERTIFICATE block")]
+    NoCertificate { what: &'static str },
+    /// A certificate did not parse as X.509.
+    #[error("{what} is not a valid X.509 certificate: {source}")]
+    X509 {
+        what: &'static str,
+        #[source]
+        source: x509_parser::nom::Err<x509_parser::error::X509Error>,
+    },
 }
 
 /// The CA and serving certificate, as PEM.
@@ -134,10 +148,7 @@ fn pem_certificates(
 ) -> Result<Vec<CertificateDer<'static>>, CertError> {
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| CertError::Parse {
-            what,
-            detail: e.to_string(),
-        })
+        .map_err(|source| CertError::Pem { what, source })
 }
 
 fn first_pem_certificate(
@@ -147,18 +158,13 @@ fn first_pem_certificate(
     pem_certificates(pem, what)?
         .into_iter()
         .next()
-        .ok_or_else(|| CertError::Parse {
-            what,
-            detail: "no CERTIFICATE block".to_owned(),
-        })
+        .ok_or(CertError::NoCertificate { what })
 }
 
 /// When a DER certificate stops being valid.
 fn not_after(der: &CertificateDer<'_>, what: &'static str) -> Result<OffsetDateTime, CertError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse {
-        what,
-        detail: e.to_string(),
-    })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|source| CertError::X509 { what, source })?;
     Ok(cert.validity().not_after.to_datetime())
 }
 

@@ -15,7 +15,6 @@ mod tests;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +27,7 @@ use kube::runtime::WatchStreamExt;
 use kube::Client;
 
 use crate::api::bond_network::BondNetwork;
+use crate::error::{Error, Result};
 pub use mutate::NotReadyPolicy;
 
 /// Everything `bondnet webhook` is configured with.
@@ -43,42 +43,6 @@ pub struct Config {
     pub cert_check_interval: Duration,
 }
 
-/// A failure of the webhook that stops it.
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    /// The listening socket could not be opened.
-    #[error("cannot listen on {address}: {source}; set --listen to a free address")]
-    Bind {
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The certificate could not be made or read.
-    #[error(transparent)]
-    Cert(#[from] cert::CertError),
-    /// A certificate file could not be read.
-    #[error("cannot read {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// rustls refused the certificate or key.
-    #[error("the serving certificate or key is unusable: {0}")]
-    Tls(String),
-    /// The certificate Secret changed under every attempt to write it.
-    #[error("{secret} kept changing under three attempts to write it; is another program writing it? Give the webhook a Secret of its own with --tls-secret")]
-    SecretContended { secret: String },
-    /// An API request failed; `step` says which.
-    #[error("cannot {step} {object}: {source}")]
-    Kube {
-        step: &'static str,
-        object: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
 /// The BondNetworks the webhook reads, from a reflector store.
 impl mutate::Networks for Store<BondNetwork> {
     fn get(&self, namespace: &str, name: &str) -> Option<BondNetwork> {
@@ -87,7 +51,7 @@ impl mutate::Networks for Store<BondNetwork> {
 }
 
 /// Runs the webhook until the process is stopped.
-pub async fn run(client: Client, config: Config) -> Result<(), WebhookError> {
+pub async fn run(client: Client, config: Config) -> Result<()> {
     let (store, writer) = reflector::store::<BondNetwork>();
     let synced = Arc::new(AtomicBool::new(false));
     let watch = watcher(
@@ -120,7 +84,7 @@ pub async fn run(client: Client, config: Config) -> Result<(), WebhookError> {
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| WebhookError::Bind {
+        .map_err(|source| Error::WebhookListen {
             address: config.listen,
             source,
         })?;
@@ -134,6 +98,5 @@ pub async fn run(client: Client, config: Config) -> Result<(), WebhookError> {
             synced,
         }),
     )
-    .await;
-    Ok(())
+    .await
 }

@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::mutate::{self, Decision, Networks, NotReadyPolicy};
 use super::tls::CertResolver;
+use crate::error::{Error, Result};
 
 /// Largest AdmissionReview accepted (the API server's own request limit is 3 MiB).
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -96,24 +97,21 @@ pub async fn serve<N>(
     listener: TcpListener,
     resolver: Arc<CertResolver>,
     admission: Arc<Admission<N>>,
-) where
+) -> Result<()>
+where
     N: Networks + Send + Sync + 'static,
 {
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map(|b| b.with_no_client_auth().with_cert_resolver(resolver));
-    let acceptor = match config.as_mut() {
-        Ok(config) => {
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            TlsAcceptor::from(Arc::new(config.clone()))
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "no TLS protocol version is available");
-            return;
-        }
-    };
+    let mut config = config.map_err(|source| Error::Tls {
+        what: "TLS configuration",
+        source,
+    })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,

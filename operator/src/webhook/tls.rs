@@ -24,8 +24,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 
 use super::cert::{self, Bundle, KEY_CA_CERT, KEY_CA_KEY, KEY_TLS_CERT, KEY_TLS_KEY};
-use super::WebhookError;
 use crate::api::keys;
+use crate::error::{Error, KubeStep, Result};
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -84,19 +84,25 @@ impl ResolvesServerCert for CertResolver {
 
 impl CertResolver {
     /// Serves `cert_pem` with `key_pem` from the next handshake on.
-    pub fn set(&self, cert_pem: &str, key_pem: &str) -> Result<(), WebhookError> {
+    pub fn set(&self, cert_pem: &str, key_pem: &str) -> Result<()> {
+        let what = "the serving certificate";
         let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| WebhookError::Tls(format!("certificate: {e}")))?;
+            .map_err(|source| cert::CertError::Pem { what, source })?;
         if chain.is_empty() {
-            return Err(WebhookError::Tls(
-                "certificate: no CERTIFICATE block".into(),
-            ));
+            return Err(cert::CertError::NoCertificate { what }.into());
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-            .map_err(|e| WebhookError::Tls(format!("key: {e}")))?;
-        let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-            .map_err(|e| WebhookError::Tls(format!("key: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|source| {
+            cert::CertError::Pem {
+                what: "the serving key",
+                source,
+            }
+        })?;
+        let signing =
+            rustls::crypto::ring::sign::any_supported_type(&key).map_err(|source| Error::Tls {
+                what: "key",
+                source,
+            })?;
         let certified = Arc::new(CertifiedKey::new(chain, signing));
         if let Ok(mut current) = self.current.write() {
             *current = Some(certified);
@@ -111,12 +117,12 @@ pub async fn load_first(
     client: &Client,
     source: &TlsSource,
     resolver: &CertResolver,
-) -> Result<(), WebhookError> {
+) -> Result<()> {
     let mut delay = Duration::from_secs(1);
     loop {
         match sync_once(client, source, resolver).await {
             Ok(()) => return Ok(()),
-            Err(err @ WebhookError::Kube { .. }) => {
+            Err(err @ Error::Kube { .. }) => {
                 tracing::warn!(error = %err, "cannot get the serving certificate yet; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
@@ -141,15 +147,11 @@ pub async fn maintain(
     }
 }
 
-async fn sync_once(
-    client: &Client,
-    source: &TlsSource,
-    resolver: &CertResolver,
-) -> Result<(), WebhookError> {
+async fn sync_once(client: &Client, source: &TlsSource, resolver: &CertResolver) -> Result<()> {
     match source {
         TlsSource::Files { cert, key } => {
             let read = |path: &PathBuf| {
-                std::fs::read_to_string(path).map_err(|source| WebhookError::ReadFile {
+                std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
                     path: path.clone(),
                     source,
                 })
@@ -167,14 +169,6 @@ async fn sync_once(
     }
 }
 
-fn kube_error(step: &'static str, object: String) -> impl FnOnce(kube::Error) -> WebhookError {
-    move |source| WebhookError::Kube {
-        step,
-        object,
-        source,
-    }
-}
-
 fn is_conflict(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.code == 409)
 }
@@ -185,14 +179,14 @@ async fn stored_bundle(
     client: &Client,
     managed: &ManagedTls,
     now: OffsetDateTime,
-) -> Result<Bundle, WebhookError> {
+) -> Result<Bundle> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &managed.namespace);
     let object = format!("Secret {}/{}", managed.namespace, managed.secret);
     for _ in 0..3 {
         let existing = api
             .get_opt(&managed.secret)
             .await
-            .map_err(kube_error("get", object.clone()))?;
+            .map_err(Error::kube(KubeStep::Get, object.clone()))?;
         let Some(secret) = existing else {
             let bundle = cert::new_bundle(&managed.dns_names, now)?;
             match api
@@ -204,7 +198,7 @@ async fn stored_bundle(
                     return Ok(bundle);
                 }
                 Err(err) if is_conflict(&err) => continue,
-                Err(err) => return Err(kube_error("create", object)(err)),
+                Err(err) => return Err(Error::kube(KubeStep::Create, object)(err)),
             }
         };
         let renewed = match from_secret(&secret) {
@@ -232,10 +226,10 @@ async fn stored_bundle(
                 return Ok(renewed);
             }
             Err(err) if is_conflict(&err) => continue,
-            Err(err) => return Err(kube_error("update", object)(err)),
+            Err(err) => return Err(Error::kube(KubeStep::Update, object)(err)),
         }
     }
-    Err(WebhookError::SecretContended { secret: object })
+    Err(Error::SecretContended { secret: object })
 }
 
 fn to_secret(managed: &ManagedTls, bundle: &Bundle, resource_version: Option<String>) -> Secret {
@@ -290,13 +284,13 @@ fn from_secret(secret: &Secret) -> Option<Bundle> {
 }
 
 /// Sets every webhook's caBundle in the configuration `name` to `ca_pem`, if it differs.
-async fn ensure_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Result<(), WebhookError> {
+async fn ensure_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Result<()> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let object = format!("MutatingWebhookConfiguration {name}");
     let Some(mut configuration) = api
         .get_opt(name)
         .await
-        .map_err(kube_error("get", object.clone()))?
+        .map_err(Error::kube(KubeStep::Get, object.clone()))?
     else {
         tracing::warn!(configuration = %name, "not found; its caBundle cannot be set (is the chart installed?)");
         return Ok(());
@@ -322,7 +316,7 @@ async fn ensure_ca_bundle(client: &Client, name: &str, ca_pem: &str) -> Result<(
         }
         // Someone else changed it meanwhile; the next check sets it again.
         Err(err) if is_conflict(&err) => Ok(()),
-        Err(err) => Err(kube_error("update", object)(err)),
+        Err(err) => Err(Error::kube(KubeStep::Update, object)(err)),
     }
 }
 
@@ -387,7 +381,7 @@ mod tests {
     fn sync(
         client: kube::Client,
         resolver: Arc<CertResolver>,
-    ) -> tokio::task::JoinHandle<Result<(), WebhookError>> {
+    ) -> tokio::task::JoinHandle<Result<()>> {
         tokio::spawn(
             async move { sync_once(&client, &TlsSource::Managed(managed()), &resolver).await },
         )
@@ -558,5 +552,38 @@ mod tests {
             .await
             .expect_err("missing file");
         assert!(err.to_string().contains("tls.crt"), "{err}");
+    }
+
+    #[test]
+    fn an_unusable_certificate_or_key_is_a_typed_error_with_its_cause() {
+        use std::error::Error as _;
+        let bundle =
+            cert::new_bundle(&["localhost".to_owned()], OffsetDateTime::now_utc()).expect("bundle");
+        let resolver = CertResolver::default();
+
+        let no_block = resolver
+            .set("not PEM at all", &bundle.key)
+            .expect_err("no certificate");
+        assert_eq!(no_block.category(), "Cert");
+        assert!(
+            no_block
+                .to_string()
+                .contains("the serving certificate holds no CERTIFICATE block"),
+            "{no_block}"
+        );
+
+        let bad_key = resolver.set(
+            &bundle.cert,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        );
+        let bad_key = bad_key.expect_err("a key that is not a key");
+        assert!(
+            matches!(bad_key.category(), "Cert" | "Tls"),
+            "{bad_key}: {}",
+            bad_key.category()
+        );
+        assert!(bad_key.source().is_some(), "{bad_key} lost its cause");
+        assert!(bad_key.to_string().contains("key"), "{bad_key}");
+        assert!(!loaded(&resolver), "nothing unusable is served");
     }
 }
