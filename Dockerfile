@@ -14,6 +14,7 @@ ARG TARGETARCH
 RUN apk add --no-cache musl-dev
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY bond bond
 COPY operator operator
 COPY plugin plugin
 COPY tests tests

@@ -261,7 +261,11 @@ impl Net for FakeNet {
         link.mtu = bond_link.mtu;
         let keeps_mac = spec.options.mode.needs_unique_port_macs()
             || (spec.options.mode == BondMode::ActiveBackup
-                && spec.options.fail_over_mac.is_some_and(|f| f.number() != 0));
+                && spec
+                    .options
+                    .options
+                    .fail_over_mac
+                    .is_some_and(|f| f.number() != 0));
         let port_mac = link.mac.clone();
         if !first && !keeps_mac {
             link.mac = bond_link.mac.clone();

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::bond::{BondOptions, BondReadback};
+use crate::bond::{Bond, BondReadback};
 
 /// The two network namespaces a CNI call touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,7 +68,7 @@ pub struct BondState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BondSpec {
     pub name: String,
-    pub options: BondOptions,
+    pub options: Bond,
     pub mtu: Option<u32>,
     /// ifindex of the primary port, resolved from its name in the bond's namespace.
     pub primary: Option<u32>,

@@ -59,7 +59,7 @@ fn invalid_config_is_error_7_in_the_configs_version() {
     assert!(out["msg"]
         .as_str()
         .unwrap_or("")
-        .starts_with("invalid config: mode: unknown bond mode \"bogus\""));
+        .starts_with("invalid config: mode: unknown value \"bogus\""));
 }
 
 #[test]

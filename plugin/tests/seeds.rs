@@ -31,7 +31,7 @@ fn every_upstream_config_parses() {
     for (name, bytes) in all {
         let conf = config::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(conf.links.len() >= 2, "{name}");
-        assert!(conf.bond.miimon_ms == Some(100), "{name}: miimon");
+        assert!(conf.bond.options.miimon == Some(100), "{name}: miimon");
     }
 }
 
@@ -43,7 +43,7 @@ fn the_sriov_failover_example_means_what_upstream_means() {
         .expect("fixture");
     let conf = config::parse(&bytes).expect("parses");
     assert_eq!(conf.bond.mode, BondMode::ActiveBackup);
-    assert_eq!(conf.bond.fail_over_mac, Some(FailOverMac::Active));
+    assert_eq!(conf.bond.options.fail_over_mac, Some(FailOverMac::Active));
     assert!(conf.links_in_container);
     assert_eq!(conf.links, vec!["net1", "net2"]);
     assert_eq!(conf.ipam_type(), Some("host-local"));

@@ -233,6 +233,7 @@ fn add_steps<N: Net, I: Ipam>(
 
     let primary = conf
         .bond
+        .options
         .primary
         .as_ref()
         .and_then(|name| ports.iter().find(|p| &p.name == name))

@@ -36,11 +36,15 @@ pub fn check<N: Net, I: Ipam>(conf: &NetConf, args: &Args, net: &mut N, ipam: &I
 
     let primary = conf
         .bond
+        .options
         .primary
         .as_ref()
         .and_then(|p| links.iter().find(|l| &l.name == p))
         .map(|l| l.index);
-    problems.extend(bond.options.mismatches(&conf.bond, primary));
+    problems.extend(
+        bond.options
+            .mismatches(conf.bond.mode, &conf.bond.options, primary, name_of),
+    );
 
     let mut have: Vec<String> = bond.ports.iter().map(|p| name_of(*p)).collect();
     have.sort();

@@ -300,7 +300,10 @@ fn del_returns_host_links_as_they_were_and_is_idempotent() {
 fn del_restores_a_mac_replaced_for_tlb() {
     let c = case("", true);
     let mut conf = c.conf.clone();
-    conf.bond = crate::bond::BondOptions::new(crate::bond::BondMode::BalanceTlb);
+    conf.bond = crate::bond::Bond {
+        mode: crate::bond::BondMode::BalanceTlb,
+        options: crate::bond::BondOptions::default(),
+    };
     let mut net = FakeNet::new()
         .with_link(Ns::Pod, "net1", 1500, [2, 0, 0, 0, 0, 7])
         .with_link(Ns::Pod, "net2", 1500, [2, 0, 0, 0, 0, 7]);
@@ -356,7 +359,7 @@ fn check_names_option_differences_and_needs_a_prev_result() {
     let e = check(&conf, &c.args, &mut net, &ipam).expect_err("no prevResult");
     assert!(e.to_string().contains("prevResult: missing"), "{e}");
     conf.prev_result = Some(result.to_json(conf.cni_version));
-    conf.bond.miimon_ms = Some(200);
+    conf.bond.options.miimon = Some(200);
     let e = check(&conf, &c.args, &mut net, &ipam).expect_err("miimon differs");
     assert!(
         e.to_string().contains("miimon: want 200, kernel has 100"),
