@@ -11,6 +11,8 @@ pub mod config;
 pub mod error;
 #[cfg(test)]
 pub mod fake;
+#[cfg(test)]
+mod fuzz;
 pub mod ipam;
 pub mod lock;
 pub mod log;

@@ -67,8 +67,10 @@ impl Args {
             msg: "not set".into(),
         })?)?;
         let needs_attachment = matches!(command, Command::Add | Command::Del | Command::Check);
+        // STATUS, GC and VERSION have no attachment: the spec says the runtime does not set
+        // CNI_CONTAINERID, CNI_NETNS or CNI_IFNAME for them, so any it sets are ignored.
         let required = |var: &'static str, needed: bool| -> Result<String> {
-            match get(var).filter(|v| !v.is_empty()) {
+            match get(var).filter(|v| !v.is_empty() && needs_attachment) {
                 Some(v) => Ok(v),
                 None if needed => Err(Error::Env {
                     var,
@@ -152,6 +154,20 @@ mod tests {
         .expect("ok");
         assert_eq!(a.netns, "");
         assert_eq!(a.path, vec!["/opt/cni/bin", "/usr/lib/cni"]);
+    }
+
+    #[test]
+    fn status_gc_and_version_ignore_attachment_variables() {
+        for command in ["STATUS", "GC", "VERSION"] {
+            let a = args(&[
+                ("CNI_COMMAND", command),
+                ("CNI_CONTAINERID", "../../x"),
+                ("CNI_IFNAME", "a/b"),
+                ("CNI_NETNS", "/x"),
+            ])
+            .expect("ignored");
+            assert_eq!((a.container_id, a.ifname, a.netns), Default::default());
+        }
     }
 
     #[test]
