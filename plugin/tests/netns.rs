@@ -84,12 +84,22 @@ impl Fixture {
 
     /// Run the plugin binary as a runtime would; returns (exit code, stdout JSON or Null).
     fn plugin(&self, command: &str, netns: &str, config: &str) -> (i32, Value) {
+        self.plugin_with_path(command, netns, config, "/usr/lib/cni:/opt/cni/bin")
+    }
+
+    fn plugin_with_path(
+        &self,
+        command: &str,
+        netns: &str,
+        config: &str,
+        cni_path: &str,
+    ) -> (i32, Value) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bond"))
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", format!("ctr-{}", self.netns))
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", "bond0")
-            .env("CNI_PATH", "/usr/lib/cni:/opt/cni/bin")
+            .env("CNI_PATH", cni_path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -309,6 +319,62 @@ fn del_moves_host_links_back_with_their_mtu_mac_and_state() {
     let (code, out) = f.plugin("DEL", &f.netns_path(), &f.config(""));
     assert_eq!(code, 0, "{out}");
     assert_eq!(f.view(None), before);
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "test_as_root"),
+    ignore = "needs root: --features test_as_root"
+)]
+fn a_hung_ipam_plugin_is_stopped_at_ipam_timeout_and_every_host_link_stays_as_it_was() {
+    let f = Fixture::new("ih", &[1500, 1500]);
+    let bin = f.dir.path().join("bin");
+    fs::create_dir_all(&bin).expect("mkdir");
+    let script = bin.join("hang");
+    // Its child sleeps and writes its pid: killing the script alone would leave stdout open.
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$CNI_COMMAND\" >>{d}/calls\nsleep 600 &\necho $! >{d}/sleeper.pid\nwait\n",
+            d = f.dir.path().display()
+        ),
+    )
+    .expect("write");
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let config = f.config(r#","ipam":{"type":"hang"},"ipamTimeout":1"#);
+    let path = bin.to_str().expect("utf8");
+    let before = f.view(None);
+    let (code, out) = f.plugin_with_path("ADD", &f.netns_path(), &config, path);
+    assert_eq!(code, 1, "{out}");
+    if bonding_in_kernel() {
+        assert_eq!(out["code"], 11, "{out}");
+    } else {
+        // No bonding driver: ADD stops at bond creation, before IPAM.
+        assert_eq!(out["code"], 100, "{out}");
+    }
+    assert_eq!(f.view(None), before, "host links as they were");
+    let (code, out) = f.plugin_with_path("DEL", &f.netns_path(), &config, path);
+    assert_eq!((code, &out["code"]), (1, &Value::from(11)), "{out}");
+    assert!(
+        out["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("did not answer DEL within 1 s"),
+        "{out}"
+    );
+    assert_eq!(f.view(None), before, "host links as they were");
+    let pid = fs::read_to_string(f.dir.path().join("sleeper.pid")).expect("pid");
+    // Killed with its group; it may take a moment to finish exiting (gone, or a zombie).
+    let exited = (0..500).any(|_| {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        let done = stat.is_empty() || stat.contains(") Z");
+        if !done {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        done
+    });
+    assert!(exited, "the hung plugin's child {} still runs", pid.trim());
 }
 
 #[test]
