@@ -17,11 +17,19 @@
 //! - a failure changes nothing on the node: the fake kernel's links, bonds, addresses and
 //!   routes are as before, IPAM allocations are released, and the sandbox's files are as
 //!   before but for the lock files (kept by design: flock files are never removed), empty
-//!   directories, and the log file. (A DEL that hit an injected kernel fault is the one
-//!   exception: DEL is not transactional, it is retried.)
+//!   directories, and the log file. Two exceptions, each with its own rule: a DEL that hit
+//!   an injected kernel fault (DEL is not transactional, it is retried), and an ADD whose
+//!   rollback the kernel refused a step of (the error says "rollback incomplete", and the
+//!   DEL that follows must then leave the node as it was);
 //! - nothing is ever written outside the sandbox, and no path relative to the working
 //!   directory is created;
-//! - a successful ADD is undone by a DEL with the same input: the node is as before.
+//! - after a successful ADD, CHECK with its result as prevResult passes (from 0.4.0), and
+//!   DEL with the same input, retried after a first DEL that hit a kernel fault, leaves the
+//!   node as it was before the ADD.
+//!
+//! What it found, fixed with a test each in `cmd/tests.rs`: a retried DEL left a host link
+//! down that the failed DEL had moved back but not restored; a rollback that could not undo
+//! a step removed the saved state that DEL needed to finish.
 //!
 //! `cargo test -p bondnet-plugin --lib fuzz` runs a short round (a few hundred cases);
 //! `plugin/fuzz.sh [SECONDS]` (default 60) runs rounds until the time is up and prints how
@@ -95,6 +103,8 @@ struct Call {
     env: Vec<(&'static str, String)>,
     stdin: Vec<u8>,
     fail_at: Option<usize>,
+    /// After a good ADD: a first DEL fails at this kernel change, then DEL is retried.
+    del_fault: Option<usize>,
 }
 
 /// A fake node: pod links net1, net2; host links hv1, hv2, and eth0 carrying the node's
@@ -508,9 +518,10 @@ fn call(corpus: &'static [Vec<u8>]) -> impl Strategy<Value = Call> {
         proptest::option::weighted(0.9, cni_path),
         stdin_bytes(corpus),
         proptest::option::weighted(0.25, 0usize..20),
+        proptest::option::weighted(0.3, 0usize..12),
     )
         .prop_map(
-            |(command, cid, netns, ifname, cni_args, path, stdin, fail_at)| {
+            |(command, cid, netns, ifname, cni_args, path, stdin, fail_at, del_fault)| {
                 let mut env = vec![("CNI_COMMAND", command)];
                 for (k, v) in [
                     ("CNI_CONTAINERID", cid),
@@ -527,6 +538,7 @@ fn call(corpus: &'static [Vec<u8>]) -> impl Strategy<Value = Call> {
                     env,
                     stdin,
                     fail_at,
+                    del_fault,
                 }
             },
         )
@@ -726,8 +738,29 @@ fn run_case(calls: &[Call]) -> std::result::Result<(), TestCaseError> {
             if !(ok_version && ok_code && ok_msg) {
                 return Err(fail(format!("call {n}: not CNI error JSON: {out}")));
             }
-            let is_del = env.get("CNI_COMMAND").map(String::as_str) == Some("DEL");
-            if !(is_del && faulted) {
+            let command = env.get("CNI_COMMAND").map(String::as_str);
+            let incomplete = v["details"]
+                .as_str()
+                .is_some_and(|d| d.contains("rollback incomplete"));
+            if command == Some("ADD") && incomplete {
+                // The kernel refused an undo step (an injected fault): the error says so,
+                // and the DEL the runtime sends next must finish the job.
+                let mut del_env = env.clone();
+                del_env.insert("CNI_COMMAND".into(), "DEL".into());
+                CALLS.fetch_add(1, Ordering::Relaxed);
+                let (del_out, del_failed) = main_with_fake(&del_env, &stdin, &mut net, &ipam);
+                let node_after = view(&net, &ipam);
+                if del_failed || node_after != node_before {
+                    return Err(fail(format!(
+                        "call {n}: ADD failed with an incomplete rollback ({out}) and DEL ({del_out}) did not put the node back:\nbefore {node_before:?}\nafter  {node_after:?}"
+                    )));
+                }
+                let files_after = sandbox.tree();
+                check_only_allowed_additions(&files_before, &files_after, log_file.as_deref())
+                    .map_err(|why| {
+                        fail(format!("call {n}: after the failed ADD and its DEL, {why}"))
+                    })?;
+            } else if !(command == Some("DEL") && faulted) {
                 let node_after = view(&net, &ipam);
                 if node_after != node_before {
                     return Err(fail(format!(
@@ -746,8 +779,36 @@ fn run_case(calls: &[Call]) -> std::result::Result<(), TestCaseError> {
         // A successful ADD is undone by a DEL of the same input.
         let is_add = env.get("CNI_COMMAND").map(String::as_str) == Some("ADD");
         if is_add && !failed {
+            // CHECK with the ADD's result as prevResult passes (from 0.4.0, where it exists).
+            let with_prev = serde_json::from_slice::<Value>(&stdin)
+                .ok()
+                .and_then(|mut v| {
+                    let result: Value = serde_json::from_str(&out).ok()?;
+                    v.as_object_mut()?.insert("prevResult".into(), result);
+                    serde_json::to_vec(&v).ok()
+                });
+            let checkable = config::parse(&stdin)
+                .is_ok_and(|c| c.cni_version.require_command(Command::Check).is_ok());
+            if let (Some(with_prev), true) = (with_prev, checkable) {
+                let mut check_env = env.clone();
+                check_env.insert("CNI_COMMAND".into(), "CHECK".into());
+                CALLS.fetch_add(1, Ordering::Relaxed);
+                let (out, failed) = main_with_fake(&check_env, &with_prev, &mut net, &ipam);
+                if failed {
+                    return Err(fail(format!(
+                        "call {n}: CHECK right after a good ADD failed: {out}"
+                    )));
+                }
+            }
+            // DEL undoes it, also when a first DEL hit a kernel fault and is retried.
             let mut del_env = env.clone();
             del_env.insert("CNI_COMMAND".into(), "DEL".into());
+            if let Some(k) = c.del_fault {
+                net.fail_at = Some(net.changes + k);
+                CALLS.fetch_add(1, Ordering::Relaxed);
+                let _ = main_with_fake(&del_env, &stdin, &mut net, &ipam);
+                net.fail_at = None;
+            }
             CALLS.fetch_add(1, Ordering::Relaxed);
             let (out, failed) = main_with_fake(&del_env, &stdin, &mut net, &ipam);
             if failed {

@@ -53,6 +53,12 @@ impl Rollback {
     ) -> Vec<String> {
         let mut failures = Vec::new();
         for step in self.steps.into_iter().rev() {
+            if step == Undo::RemoveState && !failures.is_empty() {
+                // Something could not be undone: keep what ADD found, so that the DEL the
+                // runtime sends after a failed ADD can still put every port back.
+                failures.push("the saved port state is kept for DEL to finish".to_string());
+                continue;
+            }
             tracing::info!(?step, "rolling back");
             if let Err(e) = undo_one(&step, net, ipam, conf, args) {
                 tracing::warn!(?step, error = %e, "undo failed");

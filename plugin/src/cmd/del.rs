@@ -103,6 +103,12 @@ fn teardown<N: Net>(
                 .link(Ns::Pod, &port.name)
                 .map_err(|e| Error::netlink(format!("look up {}", port.name), e))?
             else {
+                // Already on the node: a DEL retried after one that moved it back but
+                // failed before restoring it (or an ADD whose rollback stopped there).
+                if have_saved {
+                    restore_port(net, Ns::Host, port)
+                        .map_err(|e| Error::netlink(format!("restore {}", port.name), e))?;
+                }
                 continue;
             };
             net.move_link(Ns::Pod, link.index, Ns::Host)

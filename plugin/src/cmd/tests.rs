@@ -469,3 +469,75 @@ fn a_hung_ipam_plugin_is_stopped_the_add_rolled_back_and_the_host_links_unlocked
     assert_eq!(net.snapshot(), before);
     assert!(crate::state::list(&conf.state_dir).is_empty());
 }
+
+/// Found by the fuzzer: a DEL that failed after moving a host link back (before restoring
+/// it) left it down for good, because the retried DEL skipped links no longer in the pod.
+/// Now, for a fault at every single change of DEL, the retried DEL restores everything.
+#[test]
+fn del_retried_after_a_fault_at_any_step_puts_every_host_link_back() {
+    for lic in [false, true] {
+        let start_ns = if lic { Ns::Pod } else { Ns::Host };
+        let c = case("", lic);
+        let mut probe = vfs(start_ns);
+        add(&c.conf, &c.args, &mut probe, &FakeIpam::default()).expect("add");
+        let at = probe.changes;
+        del(&c.conf, &c.args, &mut probe, &FakeIpam::default(), true).expect("del");
+        let total = probe.changes - at;
+        assert!(total >= 3, "DEL makes at least 3 changes, made {total}");
+        for k in 0..total {
+            let c = case("", lic);
+            let mut net = vfs(start_ns);
+            let before = net.snapshot();
+            let ipam = FakeIpam::default();
+            add(&c.conf, &c.args, &mut net, &ipam).expect("add");
+            net.fail_at = Some(net.changes + k);
+            del(&c.conf, &c.args, &mut net, &ipam, true).expect_err("fault injected");
+            net.fail_at = None;
+            del(&c.conf, &c.args, &mut net, &ipam, true).expect("retried DEL");
+            assert_eq!(net.snapshot(), before, "lic {lic}, fault at DEL change {k}");
+            assert!(crate::state::list(&c.conf.state_dir).is_empty());
+        }
+    }
+}
+
+/// Found by the fuzzer: when the kernel refused an undo step, the rollback still removed
+/// the saved state, so the DEL that follows a failed ADD could not restore the ports' MTU,
+/// MAC and state. Now the state is kept, the error says so, and DEL finishes the job.
+#[test]
+fn a_rollback_that_cannot_undo_a_step_keeps_the_state_for_del() {
+    for lic in [false, true] {
+        let start_ns = if lic { Ns::Pod } else { Ns::Host };
+        let mut incomplete = 0;
+        for k in 0..40 {
+            let c = case("", lic);
+            let mut net = vfs(start_ns);
+            let before = net.snapshot();
+            // IPAM fails, so ADD rolls back; the fault lands on a forward step or an undo.
+            let ipam = FakeIpam {
+                fail_add: true,
+                ..Default::default()
+            };
+            net.fail_at = Some(k);
+            let e = add(&c.conf, &c.args, &mut net, &ipam).expect_err("fails");
+            let reached = net.changes > k;
+            net.fail_at = None;
+            let json = crate::cni::error::ErrorJson::from_error("1.0.0", &e);
+            if json.details.contains("rollback incomplete") {
+                incomplete += 1;
+                assert!(
+                    json.details
+                        .contains("the saved port state is kept for DEL"),
+                    "{json:?}"
+                );
+                assert_eq!(crate::state::list(&c.conf.state_dir).len(), 1, "state kept");
+                del(&c.conf, &c.args, &mut net, &FakeIpam::default(), true).expect("DEL");
+            }
+            assert_eq!(net.snapshot(), before, "lic {lic}, fault at change {k}");
+            assert!(crate::state::list(&c.conf.state_dir).is_empty());
+            if !reached {
+                break;
+            }
+        }
+        assert!(incomplete > 0, "lic {lic}: no fault landed on an undo step");
+    }
+}
