@@ -246,6 +246,10 @@ def test_default_install_renders_every_component_with_least_privilege():
     webhook = find(objects, "MutatingWebhookConfiguration")["webhooks"][0]
     assert webhook["failurePolicy"] == "Fail" and webhook["sideEffects"] == "None"
     assert webhook["rules"][0]["operations"] == ["CREATE"] and webhook["rules"][0]["resources"] == ["pods"]
+    # Only pods that name a network are sent; the expression is the file the Rust tests evaluate.
+    expression = (CHART / "webhook-match-condition.cel").read_text().strip()
+    assert webhook["matchConditions"] == [{"name": "names-a-network", "expression": expression}], webhook.get("matchConditions")
+    assert "'k8s.v1.cni.cncf.io/networks' in object.metadata.annotations" in expression, expression
     excluded = webhook["namespaceSelector"]["matchExpressions"][0]
     assert excluded["key"] == "kubernetes.io/metadata.name" and excluded["operator"] == "NotIn"
     assert {"kube-system", NAMESPACE} <= set(excluded["values"]), excluded

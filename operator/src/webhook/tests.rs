@@ -599,3 +599,221 @@ fn the_webhook_writes_exactly_what_the_real_plan_publishes_in_status() {
         serde_json::from_value(resources_of(&out, 0)["limits"].clone()).expect("limits");
     assert_eq!(limits, expected_resources);
 }
+
+// === the chart's matchConditions against the parser ===
+
+mod match_condition {
+    //! The MutatingWebhookConfiguration sends a pod to the webhook only when the chart's
+    //! `matchConditions` expression holds (charts/bondnet/webhook-match-condition.cel, rendered
+    //! into templates/webhook.yaml). Here it runs in a CEL evaluator against the pod as the API
+    //! server presents it, so the condition and the parser provably agree: every annotation the
+    //! parser would expand passes, and pods naming no network are never sent.
+
+    use kube::core::cel::{cel, KubeCelExt};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const EXPRESSION: &str = include_str!("../../../charts/bondnet/webhook-match-condition.cel");
+
+    /// Whether the API server would send the pod with these metadata to the webhook; an
+    /// evaluation error is an `Err` (with `failurePolicy: Fail` it would refuse the pod).
+    ///
+    /// The pod is bound as `object` with its keys as they are: the API server escapes only
+    /// schema property names, never the keys of a map such as `metadata.annotations` (kube's
+    /// VapEvaluator escapes every key, so it is not used here).
+    fn sent(metadata: Value) -> Result<bool, String> {
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": {"containers": [{"name": "app", "image": "app"}]},
+        });
+        let program = cel::Program::compile(EXPRESSION.trim()).map_err(|e| e.to_string())?;
+        let mut context = cel::Context::default().with_all();
+        context
+            .add_variable("object", cel::to_value(&pod).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        context
+            .add_variable("oldObject", cel::Value::Null)
+            .map_err(|e| e.to_string())?;
+        match program.execute(&context) {
+            Ok(cel::Value::Bool(sent)) => Ok(sent),
+            other => Err(format!(
+                "{EXPRESSION} does not evaluate to a bool: {other:?}"
+            )),
+        }
+    }
+
+    fn sent_with(annotation: &str) -> bool {
+        sent(json!({"generateName": "app-", "annotations": {"k8s.v1.cni.cncf.io/networks": annotation}}))
+            .unwrap_or_else(|e| panic!("{annotation:?}: {e}"))
+    }
+
+    /// A name a BondNetwork can have (a DNS-1123 subdomain).
+    fn is_object_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+    }
+
+    #[test]
+    fn pods_that_name_no_network_are_never_sent() {
+        assert_eq!(
+            sent(json!({"name": "plain"})),
+            Ok(false),
+            "no annotations at all"
+        );
+        assert_eq!(
+            sent(
+                json!({"name": "plain", "annotations": {"team": "payments", "k8s.v1.cni.cncf.io/networks-status": "x"}})
+            ),
+            Ok(false),
+            "other annotations only"
+        );
+        for empty in ["", "   ", " , ,", "[]", " [ ] ", "\t\n"] {
+            assert!(!sent_with(empty), "{empty:?} names no network");
+            assert_eq!(
+                parse_networks(empty).map(|e| e.len()).unwrap_or(0),
+                0,
+                "{empty:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_annotation_form_that_names_a_bond_network_is_sent() {
+        let store = store(vec![ready_network("demo", "bond-net1", json!({}))]);
+        for form in [
+            "bond-net1",
+            " bond-net1 ",
+            "demo/bond-net1",
+            "bond-net1@fast0",
+            "demo/bond-net1@fast0",
+            "mgmt, bond-net1",
+            "mgmt,demo/bond-net1@fast0,other",
+            r#"[{"name":"bond-net1"}]"#,
+            r#"[{"name":"bond-net1","namespace":"demo","interface":"fast0"}]"#,
+            r#" [ {"name" : "mgmt"}, {"namespace": "demo", "name": "bond-net1"} ]"#,
+            r#"[{"\u006eame":"\u0062\u006f\u006e\u0064-\u006e\u0065\u0074\u0031"}]"#,
+        ] {
+            assert!(
+                matches!(
+                    mutate(&app_pod(form), "demo", &store, NotReadyPolicy::Deny),
+                    Decision::Patch(_)
+                ),
+                "{form:?} is expanded by the parser"
+            );
+            assert!(
+                sent_with(form),
+                "{form:?} is expanded but the chart would not send it"
+            );
+        }
+    }
+
+    /// One entry in the short form, with random spacing.
+    fn short_entry() -> impl Strategy<Value = String> {
+        (
+            prop::option::of("[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?"),
+            "[a-z0-9]([-a-z0-9.]{0,12}[a-z0-9])?",
+            prop::option::of("[a-zA-Z0-9_-]{1,15}"),
+            " {0,2}",
+        )
+            .prop_map(|(namespace, name, interface, pad)| {
+                let mut entry = pad.clone();
+                if let Some(namespace) = namespace {
+                    entry.push_str(&namespace);
+                    entry.push('/');
+                }
+                entry.push_str(&name);
+                if let Some(interface) = interface {
+                    entry.push('@');
+                    entry.push_str(&interface);
+                }
+                entry.push_str(&pad);
+                entry
+            })
+    }
+
+    /// JSON-escapes every character of `text` as `\u00XX` where `mask` says so.
+    fn escaped(text: &str, mask: &[bool]) -> String {
+        text.chars()
+            .zip(mask.iter().cycle())
+            .map(|(c, &escape)| {
+                if escape {
+                    format!("\\u{:04x}", u32::from(c))
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+
+    /// One entry of the JSON list form, names and keys partly `\u`-escaped.
+    fn json_entry() -> impl Strategy<Value = String> {
+        (
+            "[a-z0-9]([-a-z0-9.]{0,12}[a-z0-9])?",
+            prop::option::of("[a-z0-9]{1,8}"),
+            prop::collection::vec(any::<bool>(), 1..6),
+        )
+            .prop_map(|(name, namespace, mask)| {
+                let mut entry = format!(
+                    "{{\"{}\": \"{}\"",
+                    escaped("name", &mask),
+                    escaped(&name, &mask)
+                );
+                if let Some(namespace) = namespace {
+                    entry.push_str(&format!(", \"namespace\": \"{namespace}\""));
+                }
+                entry.push('}');
+                entry
+            })
+    }
+
+    fn annotation() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(prop_oneof![short_entry(), Just(String::new())], 0..5)
+                .prop_map(|entries| entries.join(",")),
+            prop::collection::vec(json_entry(), 0..4)
+                .prop_map(|entries| format!(" [{}] ", entries.join(","))),
+            // Anything at all, malformed included.
+            "\\PC{0,30}",
+            "[ ,/@\\[\\]{}\":A-Z_]{0,20}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the annotation: a pod the parser would expand is sent, and so is one
+        /// with any entry that could name a BondNetwork; the condition never fails to evaluate.
+        #[test]
+        fn every_annotation_the_parser_would_expand_passes_the_condition(value in annotation()) {
+            let is_sent = sent_with(&value);
+            let Ok(entries) = parse_networks(&value) else {
+                return Ok(());
+            };
+            let candidates: Vec<_> = entries
+                .iter()
+                .filter(|e| is_object_name(&e.name) && e.namespace.as_deref().is_none_or(is_object_name))
+                .collect();
+            if !candidates.is_empty() {
+                prop_assert!(is_sent, "{value:?} names {:?} but is not sent", candidates[0].name);
+            }
+            // Make every candidate a Ready BondNetwork: what the parser expands must be sent.
+            let networks = store(
+                candidates
+                    .iter()
+                    .map(|e| ready_network(e.namespace.as_deref().unwrap_or("demo"), &e.name, json!({})))
+                    .collect(),
+            );
+            if let Decision::Patch(_) = mutate(&app_pod(&value), "demo", &networks, NotReadyPolicy::Deny) {
+                prop_assert!(is_sent, "{value:?} is expanded but not sent");
+            }
+        }
+    }
+}
