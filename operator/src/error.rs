@@ -119,6 +119,10 @@ pub enum Error {
         source: serde_yaml::Error,
     },
 
+    /// `BONDNET_LOG_FORMAT` names no format.
+    #[error("BONDNET_LOG_FORMAT is {value:?}; set it to json or text (the chart's logFormat)")]
+    LogFormat { value: String },
+
     /// The webhook's HTTPS listener could not be opened.
     #[error("cannot listen on {address}: {source}; set --listen to a free address")]
     WebhookListen {
@@ -168,6 +172,7 @@ impl Error {
             Self::StoreClosed { .. } => "StoreClosed",
             Self::Runtime(_) => "Runtime",
             Self::RenderYaml { .. } => "RenderYaml",
+            Self::LogFormat { .. } => "LogFormat",
             Self::WebhookListen { .. } => "WebhookListen",
             Self::Cert(_) => "Cert",
             Self::Tls { .. } => "Tls",

@@ -10,8 +10,19 @@ use bondnet::Error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    bondnet::telemetry::init();
-    let result = match cli.command {
+    let result = bondnet::telemetry::init().and_then(|()| run(cli.command));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Each error's message already carries its cause.
+            eprintln!("bondnet: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> bondnet::Result<()> {
+    match command {
         Command::Plan(args) => bondnet::offline::run_plan(
             &args,
             &mut std::io::stdout().lock(),
@@ -21,14 +32,6 @@ fn main() -> ExitCode {
         Command::Agent(args) => block_on(agent(args)),
         Command::Controller(args) => block_on(controller(args)),
         Command::Webhook(args) => block_on(webhook(args)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // Each error's message already carries its cause.
-            eprintln!("bondnet: {err}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -1,21 +1,78 @@
-//! Tracing setup, once per process: compact logs on stderr, filtered by `RUST_LOG`
-//! (default `info`), JSON when `BONDNET_LOG_FORMAT=json`.
+//! Tracing setup, once per process: logs on stderr, filtered by `RUST_LOG` (default `info`),
+//! as JSON when `BONDNET_LOG_FORMAT=json` and compact text otherwise. Text carries ANSI colour
+//! only when stderr is a terminal: never into files or `kubectl logs`.
 
+use std::io::IsTerminal;
+
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+use crate::error::{Error, Result};
+
+/// The environment variable choosing the log format.
+pub const LOG_FORMAT_VAR: &str = "BONDNET_LOG_FORMAT";
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object a line.
+    Json,
+    /// Compact text, coloured when `ansi` is set.
+    Text {
+        /// Whether to write ANSI colour codes.
+        ansi: bool,
+    },
+}
+
+impl LogFormat {
+    /// The format `BONDNET_LOG_FORMAT` asks for (`json` or `text`; unset is text), with
+    /// colour only when the output is a terminal.
+    pub fn from_setting(value: Option<&str>, output_is_terminal: bool) -> Result<Self> {
+        match value.map(str::trim) {
+            Some("json") => Ok(Self::Json),
+            None | Some("" | "text") => Ok(Self::Text {
+                ansi: output_is_terminal,
+            }),
+            Some(other) => Err(Error::LogFormat {
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
+
 /// Installs the global subscriber. Logs go to stderr: stdout carries `plan`'s YAML.
-pub fn init() {
+pub fn init() -> Result<()> {
+    let format = LogFormat::from_setting(
+        std::env::var(LOG_FORMAT_VAR).ok().as_deref(),
+        std::io::stderr().is_terminal(),
+    )?;
+    install(format, std::io::stderr);
+    Ok(())
+}
+
+/// Installs the global subscriber writing `format` to `writer`. A second call (as in tests)
+/// leaves the first subscriber in place.
+pub fn install<W>(format: LogFormat, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = subscriber(format, writer).try_init();
+}
+
+/// The subscriber writing `format` to `writer`, filtered by `RUST_LOG` (default `info`).
+pub fn subscriber<W>(format: LogFormat, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("BONDNET_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second call (as in tests) leaves the first subscriber in place.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.compact().try_init()
-    };
+        .with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(builder.json().finish()),
+        LogFormat::Text { ansi } => Box::new(builder.compact().with_ansi(ansi).finish()),
+    }
 }
 
 /// Resolves on SIGTERM (as a pod is stopped) or Ctrl-C.
@@ -131,5 +188,82 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A writer into a shared buffer, as a file or a pipe to `kubectl logs` would be.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged(format: LogFormat) -> String {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        tracing::subscriber::with_default(subscriber(format, move || writer.clone()), || {
+            tracing::info!(network = "demo/bond-net1", "planned");
+            tracing::warn!("watch failed; retrying");
+        });
+        let bytes = buffer.0.lock().expect("buffer").clone();
+        String::from_utf8(bytes).expect("utf-8")
+    }
+
+    #[test]
+    fn text_into_a_file_or_pipe_has_no_colour_codes() {
+        let format = LogFormat::from_setting(None, false).expect("default");
+        assert_eq!(format, LogFormat::Text { ansi: false });
+        let text = logged(format);
+        assert!(
+            text.contains("planned") && text.contains("demo/bond-net1"),
+            "{text}"
+        );
+        assert!(!text.contains('\u{1b}'), "ANSI escapes in {text:?}");
+    }
+
+    #[test]
+    fn text_on_a_terminal_is_coloured() {
+        let format = LogFormat::from_setting(Some("text"), true).expect("text");
+        assert_eq!(format, LogFormat::Text { ansi: true });
+        assert!(logged(format).contains("\u{1b}["));
+    }
+
+    #[test]
+    fn json_is_one_object_a_line_even_on_a_terminal() {
+        let format = LogFormat::from_setting(Some("json"), true).expect("json");
+        let text = logged(format);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["fields"]["message"], "planned");
+        assert_eq!(lines[0]["fields"]["network"], "demo/bond-net1");
+        assert_eq!(lines[1]["level"], "WARN");
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+    }
+
+    #[test]
+    fn an_unknown_format_is_refused_naming_the_variable() {
+        let err = LogFormat::from_setting(Some("xml"), false).expect_err("xml");
+        let message = err.to_string();
+        assert!(
+            message.contains("BONDNET_LOG_FORMAT") && message.contains("\"xml\""),
+            "{message}"
+        );
+        assert_eq!(err.category(), "LogFormat");
     }
 }

@@ -292,6 +292,28 @@ def test_cert_manager_and_the_device_plugin_change_only_what_they_need():
     assert_rbac(objects, {"devicePluginRestarts"})
 
 
+def log_formats(objects):
+    """BONDNET_LOG_FORMAT of the controller, the agent and the webhook."""
+    out = {}
+    for kind, suffix in (("Deployment", "-controller"), ("DaemonSet", "-agent"), ("Deployment", "-webhook")):
+        env = {e["name"]: e.get("value") for e in find(objects, kind, suffix)["spec"]["template"]["spec"]["containers"][0]["env"]}
+        out[suffix[1:]] = env.get("BONDNET_LOG_FORMAT")
+    return out
+
+
+def test_logs_are_json_by_default_and_text_on_request():
+    objects, _ = render()
+    assert log_formats(objects) == {"controller": "json", "agent": "json", "webhook": "json"}
+    objects, _ = render({"logFormat": "text"})
+    assert log_formats(objects) == {"controller": "text", "agent": "text", "webhook": "text"}
+    try:
+        render({"logFormat": "xml"})
+    except helm_sdkpy.HelmError as err:
+        assert "logFormat" in str(err), err
+        return
+    raise AssertionError("logFormat=xml was accepted")
+
+
 def test_without_the_webhook_nothing_of_it_is_rendered():
     objects, release = render({"webhook": {"enabled": False}})
     assert not [o for o in objects if "webhook" in o["metadata"]["name"]]
