@@ -1,6 +1,6 @@
 //! The Helm chart against the code: its CRDs are the generated ones, every API the code opens
 //! is listed in `charts/bondnet/tests/permissions.yaml` (which the chart's RBAC must match),
-//! and, with `BONDNET_HELM=1`, the chart renders and lints with the real Helm engine.
+//! and (an ignored test, run with `-- --ignored`) the chart renders and lints with the real Helm engine.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,17 +116,13 @@ fn every_api_the_code_opens_is_listed_in_the_charts_permissions() {
     }
 }
 
-/// Renders and lints the chart with the real Helm engine (helm-sdkpy). Gated: run
-/// `BONDNET_HELM=1 BONDNET_HELM_PYTHON="$(charts/bondnet/tests/install-deps.sh)" cargo test
-/// -p bondnet-operator --test chart` (the script installs helm-sdkpy and PyYAML in a venv).
+/// Renders and lints the chart with the real Helm engine (helm-sdkpy). Ignored by a plain
+/// `cargo test`; run `BONDNET_HELM_PYTHON="$(charts/bondnet/tests/install-deps.sh)" cargo test
+/// -p bondnet-operator --test chart -- --ignored` (the script installs helm-sdkpy and PyYAML
+/// in a venv).
 #[test]
+#[ignore = "the chart tier needs Helm's engine: BONDNET_HELM_PYTHON=\"$(charts/bondnet/tests/install-deps.sh)\" cargo test -p bondnet-operator --test chart -- --ignored"]
 fn the_chart_renders_lints_and_grants_exactly_what_the_code_uses() {
-    if std::env::var("BONDNET_HELM").as_deref() != Ok("1") {
-        eprintln!(
-            "SKIPPED: chart tier (real Helm engine) not run; run with BONDNET_HELM=1 BONDNET_HELM_PYTHON=\"$(charts/bondnet/tests/install-deps.sh)\""
-        );
-        return;
-    }
     let python = std::env::var("BONDNET_HELM_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let script = repo().join("charts/bondnet/tests/chart_test.py");
     let output = Command::new(&python)

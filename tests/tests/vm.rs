@@ -2,11 +2,11 @@
 //! host's kernel lacks) under qemu/TCG and runs the release `bond` binary through every
 //! scenario in `tests/vm/guest/tier.sh`, as a CNI runtime would.
 //!
-//! Gated: `BONDNET_VM=1 cargo test -p bondnet-tests --test vm -- --nocapture`.
-//! Without the gate it says SKIPPED on stderr and returns; with it, a missing qemu or
-//! kernel is a failure with the reason, never a silent pass.
+//! `#[ignore]`d, so a plain `cargo test` lists it as ignored:
+//! `cargo test -p bondnet-tests --test vm -- --ignored --nocapture` runs it, and then a missing
+//! qemu or kernel is a failure with the reason, never a silent pass.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -16,10 +16,6 @@ use bondnet_tests::vm::{parse_report, verdict, vm_dir, workspace_root, SCENARIOS
 
 /// The guest's own limit (run.sh kills qemu then); the test waits a little longer.
 const GUEST_TIMEOUT_S: u64 = 1200;
-
-fn gate_open() -> bool {
-    std::env::var("BONDNET_VM").as_deref() == Ok("1")
-}
 
 /// The release `bond` binary: `BONDNET_BOND_BIN`, else `target/release/bond`, built
 /// with cargo when it is missing.
@@ -138,16 +134,8 @@ fn boot_tier(bond: &PathBuf) -> Result<String, String> {
 }
 
 #[test]
+#[ignore = "tier 3, a real kernel under qemu (minutes): cargo test -p bondnet-tests --test vm -- --ignored"]
 fn every_scenario_passes_on_a_kernel_with_bonding() {
-    if !gate_open() {
-        // Straight to the process's stderr: libtest captures eprintln! of passing tests,
-        // and a skip must be seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: real-kernel tier (qemu guest with the bonding driver): set BONDNET_VM=1 to run it"
-        );
-        return;
-    }
     let started = Instant::now();
     if let Err(e) = run_script("install-deps.sh", &[]) {
         panic!("real-kernel tier cannot run: qemu or the guest kernel cannot be had: {e}");

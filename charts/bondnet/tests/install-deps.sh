@@ -3,8 +3,8 @@
 # Python binding, plus PyYAML) into a virtualenv, checks that it loads, and prints the
 # virtualenv's python on stdout:
 #
-#   BONDNET_HELM=1 BONDNET_HELM_PYTHON="$(charts/bondnet/tests/install-deps.sh)" \
-#     cargo test -p bondnet-operator --test chart
+#   BONDNET_HELM_PYTHON="$(charts/bondnet/tests/install-deps.sh)" \
+#     cargo test -p bondnet-operator --test chart -- --ignored
 #
 # helm-sdkpy declares Python >= 3.12 but works on 3.11, hence --ignore-requires-python.
 set -euo pipefail

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Starts a real Kubernetes control plane on loopback: etcd, kube-apiserver,
+# kube-controller-manager and kube-scheduler, with TLS everywhere, client certificates,
+# service-account signing keys, Node,RBAC authorization and the default admission plugins.
+#
+#   tests/controlplane/start.sh DIR [all|etcd|apiserver|controller-manager|scheduler]
+#   tests/controlplane/stop.sh  DIR [all|apiserver|apiserver-crash|controller-manager|scheduler]
+#
+# DIR holds everything: pki/ (a throwaway CA, the API server's serving certificate, one client
+# certificate per component and one for the test in group system:masters, the service-account
+# key pair, all made with openssl), etcd/ (the data), one log, pid and port file per process,
+# and DIR/kubeconfig (the test's admin) plus DIR/<component>.kubeconfig. `all` (the default)
+# starts whatever is not running; naming one component (re)starts just it, on the same port
+# over the same etcd: the restart test uses `apiserver`.
+#
+# Ports: each server gets a random port below the kernel's ephemeral range (so no outgoing
+# connection takes it), and when it still finds the port taken ("address already in use"),
+# it is started again on a fresh one, up to 8 times. kube-controller-manager and
+# kube-scheduler serve no port (--secure-port=0). The binaries are build.sh's (override with
+# BONDNET_CONTROLPLANE_BIN, a directory).
+#
+# The API server routes to webhooks and aggregated APIs through their Service's endpoints
+# (--enable-aggregator-routing), so a webhook that listens on a test address is reached
+# through its Service and EndpointSlice, as in a cluster.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+dir=${1:?usage: start.sh DIR [all|etcd|apiserver|controller-manager|scheduler]}
+what=${2:-all}
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+pki=$dir/pki
+
+say() { echo "controlplane/start.sh: $*" >&2; }
+die() {
+    say "$*"
+    exit 1
+}
+
+if [[ -n ${BONDNET_CONTROLPLANE_BIN:-} ]]; then
+    bin=$BONDNET_CONTROLPLANE_BIN
+else
+    bin=$("$here/build.sh") || die "the control plane cannot be built: see target/controlplane/build.log"
+fi
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+    [[ -x $bin/$b ]] || die "no $b in $bin: run tests/controlplane/build.sh"
+done
+
+# The service network the API server allocates ClusterIPs from. Nothing routes it and no test
+# connects to it: webhooks are reached through their endpoints.
+service_cidr=10.96.0.0/24
+
+alive() { [[ -f $dir/$1.pid ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
+
+# A random port below the ephemeral range that nothing listens on now.
+random_port() {
+    local low p i
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    for i in $(seq 100); do
+        p=$((10000 + RANDOM % (low - 10000)))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port found below $low"
+}
+
+port_of() { # name [fresh] -> the name's port, a new one when asked or none is recorded
+    local f=$dir/$1.port
+    if [[ ! -f $f || ${2:-} == fresh ]]; then random_port >"$f"; fi
+    cat "$f"
+}
+
+# --- certificates --------------------------------------------------------------------------
+
+cert() { # name subject ext-lines... : a key and a certificate signed by the CA
+    local name=$1 subject=$2
+    shift 2
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$name.key.ec" -out "$name.csr" -subj "$subject"
+    openssl pkcs8 -topk8 -nocrypt -in "$name.key.ec" -out "$name.key"
+    printf '%s\n' "basicConstraints=CA:FALSE" "$@" >"$name.ext"
+    openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile "$name.ext" -out "$name.crt"
+    rm -f "$name.key.ec" "$name.csr" "$name.ext"
+}
+
+client_cert() { # name subject
+    cert "$1" "$2" "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=clientAuth"
+}
+
+make_pki() {
+    [[ -f $pki/done ]] && return 0
+    rm -rf "$pki"
+    mkdir -p "$pki"
+    (
+        cd "$pki"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -keyout ca.key -out ca.crt -subj "/CN=bondnet-test-ca" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+        cert apiserver "/CN=kube-apiserver" "keyUsage=critical,digitalSignature,keyEncipherment" \
+            "extendedKeyUsage=serverAuth" \
+            "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+        client_cert admin "/O=system:masters/CN=bondnet-test"
+        client_cert controller-manager "/CN=system:kube-controller-manager"
+        client_cert scheduler "/CN=system:kube-scheduler"
+        client_cert apiserver-kubelet-client "/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client"
+        # The service-account token signing pair.
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
+        openssl pkey -in sa.key -pubout -out sa.pub
+        touch done
+    ) >"$dir/pki.log" 2>&1 || die "openssl failed: see $dir/pki.log"
+}
+
+kubeconfig() { # file port user
+    local file=$1 port=$2 user=$3
+    cat >"$file.new" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: bondnet-test
+  cluster:
+    server: https://127.0.0.1:$port
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$pki/$user.crt")
+    client-key-data: $(base64 -w0 "$pki/$user.key")
+contexts:
+- name: bondnet-test
+  context:
+    cluster: bondnet-test
+    user: $user
+    namespace: default
+current-context: bondnet-test
+KUBECONFIG
+    mv "$file.new" "$file"
+}
+
+# --- processes -----------------------------------------------------------------------------
+
+# Starts `name` with "$@" (its log appended to DIR/name.log), records its pid.
+spawn() {
+    local name=$1
+    shift
+    echo "=== $(date -u +%FT%TZ) start: $*" >>"$dir/$name.log"
+    setsid "$@" </dev/null >>"$dir/$name.log" 2>&1 &
+    echo $! >"$dir/$name.pid"
+}
+
+# Whether the log of `name` since its last start says its port was taken.
+port_taken() {
+    awk '/^=== .* start: / { taken = 0 } /address already in use/ { taken = 1 } END { exit !taken }' "$dir/$1.log"
+}
+
+start_etcd() {
+    alive etcd && return 0
+    local try port peer
+    for try in 1 2 3 4 5 6 7 8; do
+        if ((try == 1)); then port=$(port_of etcd); peer=$(port_of etcd-peer); else port=$(port_of etcd fresh); peer=$(port_of etcd-peer fresh); fi
+        spawn etcd "$bin/etcd" --name bondnet-test --data-dir "$dir/etcd" \
+            --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+            --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+            --initial-cluster "bondnet-test=http://127.0.0.1:$peer" --unsafe-no-fsync --log-level warn
+        local i
+        for i in $(seq 200); do
+            if ! alive etcd; then break; fi
+            if curl -sf "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"health":"true"'; then return 0; fi
+            sleep 0.1
+        done
+        if ! alive etcd && port_taken etcd; then
+            say "etcd: port $port or $peer taken, retrying on fresh ports"
+            continue
+        fi
+        die "etcd did not become healthy on $port within 20 s: see $dir/etcd.log ($(tail -n3 "$dir/etcd.log" | tr '\n' ' '))"
+    done
+    die "etcd: every port tried was taken"
+}
+
+start_apiserver() {
+    alive apiserver && return 0
+    local try port etcd_port
+    etcd_port=$(cat "$dir/etcd.port")
+    for try in 1 2 3 4 5 6 7 8; do
+        if ((try == 1)); then port=$(port_of apiserver); else port=$(port_of apiserver fresh); fi
+        spawn apiserver "$bin/kube-apiserver" \
+            --etcd-servers "http://127.0.0.1:$etcd_port" \
+            --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
+            --endpoint-reconciler-type none \
+            --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+            --client-ca-file "$pki/ca.crt" \
+            --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+            --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+            --service-account-issuer https://kubernetes.default.svc.cluster.local \
+            --service-account-key-file "$pki/sa.pub" \
+            --service-account-signing-key-file "$pki/sa.key" \
+            --service-cluster-ip-range "$service_cidr" \
+            --authorization-mode Node,RBAC \
+            --enable-aggregator-routing=true \
+            --profiling=false ${BONDNET_APISERVER_ARGS:-}
+        kubeconfig "$dir/kubeconfig" "$port" admin
+        local i
+        for i in $(seq 1200); do
+            if ! alive apiserver; then break; fi
+            if curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+                "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+                kubeconfig "$dir/controller-manager.kubeconfig" "$port" controller-manager
+                kubeconfig "$dir/scheduler.kubeconfig" "$port" scheduler
+                return 0
+            fi
+            sleep 0.1
+        done
+        if ! alive apiserver && port_taken apiserver; then
+            say "kube-apiserver: port $port taken, retrying on a fresh port"
+            continue
+        fi
+        die "kube-apiserver not ready within 120 s: see $dir/apiserver.log ($(tail -n3 "$dir/apiserver.log" | tr '\n' ' '))"
+    done
+    die "kube-apiserver: every port tried was taken"
+}
+
+start_controller_manager() {
+    alive controller-manager && return 0
+    # No kubelet renews its Lease here: with the default grace period the node lifecycle
+    # controller would mark every Node unreachable after a minute and taint it. A long one
+    # keeps the rest of its work (it lifts the not-ready taint once a Node posts Ready).
+    spawn controller-manager "$bin/kube-controller-manager" \
+        --kubeconfig "$dir/controller-manager.kubeconfig" --secure-port 0 --leader-elect=false \
+        --node-monitor-grace-period 8760h \
+        --use-service-account-credentials=true \
+        --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+        --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+        --service-cluster-ip-range "$service_cidr" --concurrent-gc-syncs 5
+    sleep 0.5
+    alive controller-manager || die "kube-controller-manager exited: see $dir/controller-manager.log ($(tail -n3 "$dir/controller-manager.log" | tr '\n' ' '))"
+}
+
+start_scheduler() {
+    alive scheduler && return 0
+    spawn scheduler "$bin/kube-scheduler" \
+        --kubeconfig "$dir/scheduler.kubeconfig" --secure-port 0 --leader-elect=false
+    sleep 0.5
+    alive scheduler || die "kube-scheduler exited: see $dir/scheduler.log ($(tail -n3 "$dir/scheduler.log" | tr '\n' ' '))"
+}
+
+make_pki
+case $what in
+all)
+    start_etcd
+    start_apiserver
+    start_controller_manager
+    start_scheduler
+    ;;
+etcd) start_etcd ;;
+apiserver) start_apiserver ;;
+controller-manager) start_controller_manager ;;
+scheduler) start_scheduler ;;
+*) die "unknown target $what (all|etcd|apiserver|controller-manager|scheduler)" ;;
+esac
+echo "$dir/kubeconfig"
