@@ -90,10 +90,15 @@ pub struct ControllerArgs {
     #[command(flatten)]
     pub device_plugin: DevicePluginArgs,
 
-    /// Label selector of the SR-IOV device-plugin pods (in the device-plugin namespace) to
-    /// restart on nodes whose config changed; unset leaves restarts to you.
-    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_SELECTOR")]
-    pub device_plugin_selector: Option<String>,
+    /// Also write every node's device-plugin config into ConfigMaps (one key per node, in
+    /// `--device-plugin-configmap`, sharded by size into `<name>-0`, `<name>-1`, ... when it
+    /// passes 750 kB), for an SR-IOV device plugin bondnet's agent does not configure.
+    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_CONFIGMAP_EXPORT")]
+    pub device_plugin_configmap_export: bool,
+
+    /// Deprecated and ignored: the ConfigMap export is sharded by size on its own.
+    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_SHARDS", hide = true)]
+    pub device_plugin_shards: Option<u32>,
 
     /// Namespace of the leader Lease (the controller's own namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = keys::DEVICE_PLUGIN_NAMESPACE)]
@@ -131,9 +136,27 @@ pub struct AgentArgs {
     #[arg(long, env = "BONDNET_CNI_BIN_DIR", default_value = "/host/opt/cni/bin")]
     pub cni_bin_dir: PathBuf,
 
-    /// Seconds between sysfs scans.
+    /// Seconds between sysfs scans (the node state is written only when a scan differs).
     #[arg(long, env = "BONDNET_SCAN_INTERVAL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub interval_seconds: u64,
+
+    /// Where to render the SR-IOV device plugin's config file from the node's BondNodeState
+    /// spec (as the agent's container sees it); unset renders nothing.
+    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_CONFIG_FILE")]
+    pub device_plugin_config_file: Option<PathBuf>,
+
+    /// Label selector of the device-plugin pods to restart on this node when its config file
+    /// changed (the plugin reads it only at start); unset leaves restarts to you.
+    #[arg(
+        long,
+        env = "BONDNET_DEVICE_PLUGIN_SELECTOR",
+        requires = "device_plugin_config_file"
+    )]
+    pub device_plugin_selector: Option<String>,
+
+    /// Namespace of those device-plugin pods.
+    #[arg(long, env = "POD_NAMESPACE", default_value = keys::DEVICE_PLUGIN_NAMESPACE)]
+    pub device_plugin_namespace: String,
 }
 
 /// Flags of `bondnet plan`.
@@ -147,7 +170,8 @@ pub struct PlanArgs {
     #[arg(long = "nodes", required = true)]
     pub nodes: Vec<PathBuf>,
 
-    /// The device-plugin ConfigMap the controller wrote last, to keep existing VF ranges.
+    /// A device-plugin ConfigMap export (or the layout before per-node state), to keep
+    /// existing VF ranges.
     #[arg(long = "previous")]
     pub previous: Option<PathBuf>,
 
@@ -155,21 +179,18 @@ pub struct PlanArgs {
     pub device_plugin: DevicePluginArgs,
 }
 
-/// Where the device-plugin ConfigMap lives.
+/// Where the device-plugin ConfigMaps live: the export, and the layout before per-node state,
+/// which the controller reads once on upgrade to keep every VF range.
 #[derive(Debug, Clone, Args)]
 pub struct DevicePluginArgs {
-    /// Namespace of the SR-IOV device plugin's ConfigMap.
+    /// Namespace of the device-plugin ConfigMaps.
     #[arg(long, env = "BONDNET_DEVICE_PLUGIN_NAMESPACE", default_value = keys::DEVICE_PLUGIN_NAMESPACE)]
     pub device_plugin_namespace: String,
 
-    /// Name of the SR-IOV device plugin's ConfigMap (one key per node).
+    /// Name of the device-plugin ConfigMap (one key per node; `<name>-0`, `<name>-1`, ... when
+    /// sharded).
     #[arg(long, env = "BONDNET_DEVICE_PLUGIN_CONFIGMAP", default_value = keys::DEVICE_PLUGIN_CONFIGMAP)]
     pub device_plugin_configmap: String,
-
-    /// Spread the per-node keys over this many ConfigMaps (`<name>-0`, `<name>-1`, ...) so
-    /// none passes the 1 MiB object limit; 1 keeps the single `<name>`.
-    #[arg(long, env = "BONDNET_DEVICE_PLUGIN_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub device_plugin_shards: u32,
 }
 
 impl DevicePluginArgs {
@@ -178,7 +199,6 @@ impl DevicePluginArgs {
         crate::plan::Settings {
             device_plugin_namespace: self.device_plugin_namespace.clone(),
             device_plugin_configmap: self.device_plugin_configmap.clone(),
-            device_plugin_shards: self.device_plugin_shards,
         }
     }
 }

@@ -96,7 +96,7 @@ pub enum Error {
     },
 
     /// A device-plugin ConfigMap shard would pass Kubernetes' object size limit.
-    #[error("device-plugin ConfigMap {name} would hold {bytes} bytes, over the 1 MiB object limit; set --device-plugin-shards to {shards} or more (and mount every shard in the device-plugin DaemonSet)")]
+    #[error("device-plugin ConfigMap {name} would hold {bytes} bytes, over the 1 MiB object limit, even with the export spread over {shards} shards; turn off --device-plugin-configmap-export and let each node's agent render its own config")]
     ConfigMapTooLarge {
         name: String,
         bytes: usize,

@@ -60,7 +60,7 @@ pub fn node(name: &str, labels: &[(&str, &str)], pfs: Vec<PfStatus>) -> BondNode
             ),
             ..ObjectMeta::default()
         },
-        spec: BondNodeStateSpec {},
+        spec: BondNodeStateSpec::default(),
         status: Some(BondNodeStateStatus {
             pfs,
             plugin_version: None,

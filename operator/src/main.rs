@@ -46,6 +46,17 @@ fn block_on(future: impl std::future::Future<Output = bondnet::Result<()>>) -> b
 async fn agent(args: AgentArgs) -> bondnet::Result<()> {
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
     let config = bondnet::agent::AgentConfig {
+        device_plugin: args.device_plugin_config_file.map(|config_file| {
+            bondnet::agent::DevicePluginOutput {
+                config_file,
+                restart: args.device_plugin_selector.map(|selector| {
+                    bondnet::agent::DevicePluginPods {
+                        namespace: args.device_plugin_namespace,
+                        selector,
+                    }
+                }),
+            }
+        }),
         node_name: args.node_name,
         sysfs_root: args.sysfs_root,
         plugin_source: args.plugin_source,
@@ -57,9 +68,15 @@ async fn agent(args: AgentArgs) -> bondnet::Result<()> {
 
 async fn controller(args: ControllerArgs) -> bondnet::Result<()> {
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
+    if let Some(shards) = args.device_plugin_shards {
+        tracing::warn!(
+            shards,
+            "--device-plugin-shards is deprecated and ignored: the ConfigMap export is sharded by size"
+        );
+    }
     let config = bondnet::controller::Config {
         settings: args.device_plugin.settings(),
-        device_plugin_selector: args.device_plugin_selector,
+        export_configmap: args.device_plugin_configmap_export,
         lease: bondnet::controller::lease::LeaseConfig {
             namespace: args.lease_namespace,
             name: args.lease_name,

@@ -309,17 +309,6 @@ pub fn render_objects(plan: &Plan<'_>) -> Result<String> {
 /// Per network and node: which PF serves which slot, or why the node cannot host the bond.
 pub fn render_summary(plan: &Plan<'_>) -> String {
     let mut text = String::new();
-    let configmaps = plan::device_plugin_configmaps(plan);
-    for configmap in &configmaps {
-        let bytes = plan::configmap_data_bytes(configmap);
-        if bytes > plan::MAX_CONFIGMAP_DATA_BYTES {
-            text.push_str(&format!(
-                "warning: ConfigMap {} would hold {bytes} bytes, over the 1 MiB object limit; use --device-plugin-shards {}\n",
-                configmap.metadata.name.as_deref().unwrap_or_default(),
-                plan::shards_needed(&configmaps),
-            ));
-        }
-    }
     for network in &plan.networks {
         let status = &network.status;
         text.push_str(&format!(

@@ -62,7 +62,6 @@ fn the_examples_plan_matches_the_golden_files() {
         device_plugin: DevicePluginArgs {
             device_plugin_namespace: "bondnet-system".into(),
             device_plugin_configmap: "bondnet-device-plugin-config".into(),
-            device_plugin_shards: 1,
         },
     };
     let mut objects = Vec::new();
@@ -85,7 +84,6 @@ fn planning_twice_gives_byte_identical_output() {
         device_plugin: DevicePluginArgs {
             device_plugin_namespace: "ns".into(),
             device_plugin_configmap: "cm".into(),
-            device_plugin_shards: 1,
         },
     };
     let mut first = Vec::new();

@@ -63,7 +63,6 @@ fn an_invalid_network_fails_the_plan_naming_the_network_and_field() {
         device_plugin: bondnet::cli::DevicePluginArgs {
             device_plugin_namespace: "ns".into(),
             device_plugin_configmap: "cm".into(),
-            device_plugin_shards: 1,
         },
     };
     let mut out = Vec::new();
@@ -86,7 +85,6 @@ fn a_missing_file_is_named() {
         device_plugin: bondnet::cli::DevicePluginArgs {
             device_plugin_namespace: "ns".into(),
             device_plugin_configmap: "cm".into(),
-            device_plugin_shards: 1,
         },
     };
     let err = offline::run_plan(&args, &mut Vec::new(), &mut Vec::new())

@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 const MANAGER: &str = "bondnet-tests";
 const TIMEOUT: Duration = Duration::from_secs(60);
-/// Where the controller keeps its device-plugin ConfigMap and its Lease.
+/// Where the controller keeps its Lease (and its device-plugin ConfigMap export).
 const SYSTEM_NAMESPACE: &str = "bondnet-system";
 
 // === the control plane ===
@@ -1230,26 +1230,14 @@ async fn the_controller_writes_owned_nads_and_status_follows_updates_and_cleans_
     .await;
     assert_nads(&network, &written);
 
-    let cm_gvk = GroupVersionKind::gvk("", "v1", "ConfigMap");
-    let configmaps = dynamic_api(&client, &cm_gvk, "configmaps", Some("bondnet-system"));
-    let cm = configmaps
-        .get("bondnet-device-plugin-config")
-        .await
-        .expect("the device-plugin ConfigMap");
-    // The device-plugin ConfigMap pools VFs on exactly the eligible nodes.
-    let pooled = cm.data["data"]
-        .as_object()
-        .expect("ConfigMap data")
-        .values()
-        .filter(|config| {
-            let config: Value =
-                serde_json::from_str(config.as_str().unwrap_or("{}")).unwrap_or_default();
-            config["resourceList"]
-                .as_array()
-                .is_some_and(|l| !l.is_empty())
-        })
-        .count();
-    assert_eq!(pooled as u64, eligible, "{:?}", cm.data);
+    // Every node's BondNodeState carries its device-plugin pools in its spec, owned by its
+    // Node; exactly the eligible nodes have pools.
+    let pooled = eventually("the node states' device-plugin pools", || {
+        let client = client.clone();
+        async move { node_state_pools(&client).await }
+    })
+    .await;
+    assert_eq!(pooled as u64, eligible);
 
     // An update of the network: the bond NAD follows.
     let mut changed = doc.clone();
@@ -1327,6 +1315,35 @@ async fn the_controller_writes_owned_nads_and_status_follows_updates_and_cleans_
     })
     .await;
     controller.assert_running();
+}
+
+/// How many BondNodeStates have device-plugin pools in their spec, once every one has a spec
+/// and an owner reference to its Node.
+async fn node_state_pools(client: &Client) -> Result<usize, String> {
+    let states = node_states(client)
+        .list(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut pooled = 0;
+    for state in &states.items {
+        let name = state.metadata.name.clone().unwrap_or_default();
+        let owned = state
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.kind == "Node" && o.name == name);
+        let Some(pools) = state.data["spec"]["devicePlugin"]["resourceList"].as_array() else {
+            return Err(format!("{name} has no spec.devicePlugin yet"));
+        };
+        if !owned {
+            return Err(format!("{name} has no owner reference to its Node"));
+        }
+        if !pools.is_empty() {
+            pooled += 1;
+        }
+    }
+    Ok(pooled)
 }
 
 /// One sample of a controller's /metrics (Prometheus text), by metric name.
@@ -1655,23 +1672,15 @@ async fn benchmark_500_networks_over_100_nodes() {
     };
     let elapsed = started.elapsed();
     let peak = controller.peak_rss_kib();
-    let cm_gvk = GroupVersionKind::gvk("", "v1", "ConfigMap");
-    let cm = dynamic_api(&client, &cm_gvk, "configmaps", Some("bondnet-system"))
-        .get("bondnet-device-plugin-config")
-        .await
-        .expect("the device-plugin ConfigMap");
-    let cm_bytes = serde_json::to_string(&cm.data)
-        .map(|s| s.len())
-        .unwrap_or(0);
+    let pooled = node_state_pools(&client).await.unwrap_or(0);
     eprintln!(
         "BENCH apiserver: {NETWORKS} BondNetworks over {NODES} BondNodeStates: applied in {:.1} s; \
          after {:.1} s {ready}/{NETWORKS} Ready and {nad_count}/{} NADs; controller peak RSS {} MiB; \
-         device-plugin ConfigMap {} KiB",
+         {pooled} node states with pools",
         applied.as_secs_f64(),
         elapsed.as_secs_f64(),
         3 * NETWORKS,
         peak.map(|k| k / 1024).unwrap_or(0),
-        cm_bytes / 1024
     );
     assert_eq!(ready, NETWORKS, "networks Ready after {elapsed:?}");
     assert_eq!(nad_count, 3 * NETWORKS, "NADs after {elapsed:?}");

@@ -20,7 +20,7 @@ app.kubernetes.io/name: bondnet
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* The pods the controller restarts when their node's device-plugin config changes. */}}
+{{/* The pods each agent restarts on its node when the node's device-plugin config changes. */}}
 {{- define "bondnet.devicePluginSelector" -}}
 {{- if .Values.devicePlugin.podSelector -}}
 {{ .Values.devicePlugin.podSelector }}

@@ -227,6 +227,7 @@ def test_default_install_renders_every_component_with_least_privilege():
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["BONDNET_DEVICE_PLUGIN_NAMESPACE"]["value"] == NAMESPACE
     assert "BONDNET_DEVICE_PLUGIN_SELECTOR" not in env
+    assert "BONDNET_DEVICE_PLUGIN_CONFIGMAP_EXPORT" not in env
 
     agent = find(objects, "DaemonSet", "-agent")["spec"]["template"]["spec"]
     container = agent["containers"][0]
@@ -241,7 +242,9 @@ def test_default_install_renders_every_component_with_least_privilege():
     assert security["allowPrivilegeEscalation"] is False and security["readOnlyRootFilesystem"] is True
     assert not agent.get("hostNetwork") and not agent.get("hostPID")
     hosts = {v["name"]: v["hostPath"]["path"] for v in agent["volumes"]}
-    assert hosts == {"sys": "/sys", "cni-bin": "/opt/cni/bin"}, hosts
+    assert hosts == {"sys": "/sys", "cni-bin": "/opt/cni/bin", "device-plugin": "/var/lib/bondnet/device-plugin"}, hosts
+    assert env["BONDNET_DEVICE_PLUGIN_CONFIG_FILE"]["value"].startswith(mounts["device-plugin"]["mountPath"] + "/")
+    assert "BONDNET_DEVICE_PLUGIN_SELECTOR" not in env
 
     webhook = find(objects, "MutatingWebhookConfiguration")["webhooks"][0]
     assert webhook["failurePolicy"] == "Fail" and webhook["sideEffects"] == "None"
@@ -283,10 +286,14 @@ def test_cert_manager_and_the_device_plugin_change_only_what_they_need():
     assert env["BONDNET_WEBHOOK_TLS_CERT_FILE"] == "/tls/tls.crt" and env["BONDNET_WEBHOOK_CONFIGURATION"] == ""
 
     plugin = find(objects, "DaemonSet", "-device-plugin")["spec"]["template"]
-    assert "--config-file=/etc/pcidp/nodes/$(NODE_NAME)" in plugin["spec"]["containers"][0]["args"]
+    assert "--config-file=/etc/pcidp/config.json" in plugin["spec"]["containers"][0]["args"]
     config = next(v for v in plugin["spec"]["volumes"] if v["name"] == "config")
-    assert config["configMap"]["name"] == "bondnet-device-plugin-config"
-    selector = {e["name"]: e.get("value") for e in find(objects, "Deployment", "-controller")["spec"]["template"]["spec"]["containers"][0]["env"]}["BONDNET_DEVICE_PLUGIN_SELECTOR"]
+    agent = find(objects, "DaemonSet", "-agent")["spec"]["template"]["spec"]
+    rendered = next(v for v in agent["volumes"] if v["name"] == "device-plugin")
+    assert config["hostPath"]["path"] == rendered["hostPath"]["path"] == "/var/lib/bondnet/device-plugin"
+    agent_env = {e["name"]: e.get("value") for e in agent["containers"][0]["env"]}
+    assert agent_env["BONDNET_DEVICE_PLUGIN_CONFIG_FILE"] == "/host/device-plugin/config.json"
+    selector = agent_env["BONDNET_DEVICE_PLUGIN_SELECTOR"]
     labels = plugin["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in (pair.split("=") for pair in selector.split(","))), (selector, labels)
     assert_rbac(objects, {"devicePluginRestarts"})

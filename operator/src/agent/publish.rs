@@ -1,6 +1,7 @@
-//! Publishing the node's BondNodeState by server-side apply, under bondnet's field manager.
-//! The status is applied first; only when the object does not exist yet is it created
-//! (spec only) and the status applied again, so the steady state costs one request.
+//! Publishing the node's BondNodeState by server-side apply, under the agent's own field
+//! manager (the controller owns the spec). The status is applied first; only when the object
+//! does not exist yet is it created (empty spec) and the status applied again, so a change
+//! costs one request.
 
 use kube::api::{Api, Patch, PatchParams};
 
@@ -13,7 +14,7 @@ pub async fn publish_node_state(
     node: &str,
     status: &BondNodeStateStatus,
 ) -> Result<(), kube::Error> {
-    let params = PatchParams::apply(keys::FIELD_MANAGER).force();
+    let params = PatchParams::apply(keys::AGENT_FIELD_MANAGER).force();
     let api_version = format!("{}/{}", keys::GROUP, keys::VERSION);
     let status_patch = serde_json::json!({
         "apiVersion": api_version,
@@ -76,7 +77,11 @@ mod tests {
                 }),
             )
             .await;
-        assert!(seen.uri.contains("fieldManager=bondnet"), "{}", seen.uri);
+        assert!(
+            seen.uri.contains("fieldManager=bondnet-agent"),
+            "{}",
+            seen.uri
+        );
         assert!(seen.uri.contains("force=true"), "{}", seen.uri);
         assert_eq!(seen.body["status"]["pfs"][0]["pciAddress"], "0000:3b:00.0");
         assert_eq!(seen.body["status"]["pfs"][0]["nicId"], "0000:3b:00");

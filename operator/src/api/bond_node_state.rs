@@ -1,11 +1,16 @@
-//! `BondNodeState`: one per node, named after it, cluster-scoped, written by the agent.
+//! `BondNodeState`: one per node, named after it, cluster-scoped. The agent writes `status`
+//! (what it found on the node); the controller writes `spec` (the device-plugin pools it wants
+//! there) and an owner reference to the Node, so the object goes with its Node. Its size is
+//! bounded by what one node holds, at any cluster size.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The spec is empty: the node's state is all observation, kept in `status`.
+use crate::api::device_plugin::DevicePluginConfig;
+
+/// What the controller wants on the node; the agent renders it on the node.
 // Each printcolumn repeats `type_ = ...`; clippy reads that as a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -18,7 +23,7 @@ use serde::{Deserialize, Serialize};
     derive = "Default",
     shortname = "bns",
     category = "bondnet",
-    doc = "SR-IOV PFs of one node as its bondnet agent last saw them; named after the node",
+    doc = "One node's SR-IOV PFs as its bondnet agent saw them (status) and the device-plugin pools the controller wants there (spec); named after the node",
     printcolumn(name = "Plugin", type_ = "string", json_path = ".status.pluginVersion"),
     printcolumn(name = "Last-Seen", type_ = "date", json_path = ".status.lastSeen"),
     printcolumn(
@@ -27,7 +32,14 @@ use serde::{Deserialize, Serialize};
         json_path = ".metadata.creationTimestamp"
     )
 )]
-pub struct BondNodeStateSpec {}
+#[serde(rename_all = "camelCase")]
+pub struct BondNodeStateSpec {
+    /// The node's SR-IOV device-plugin config (its resource pools), written by the controller.
+    /// The agent renders it into the device plugin's config file and restarts the device
+    /// plugin when it changes. Unset until the controller has planned the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_plugin: Option<DevicePluginConfig>,
+}
 
 /// What the agent found on the node.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

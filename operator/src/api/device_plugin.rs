@@ -5,10 +5,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The whole config file for one node.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DevicePluginConfig {
     /// Resource pools, in the order the device plugin tries them.
@@ -17,7 +18,7 @@ pub struct DevicePluginConfig {
 }
 
 /// One resource pool.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceConfig {
     /// Resource name without prefix: letters, digits, `_` and `-`.
@@ -31,7 +32,7 @@ pub struct ResourceConfig {
 }
 
 /// Device selectors of a resource pool.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Selectors {
     /// PCI vendor IDs of the VFs, hex.
@@ -160,6 +161,24 @@ impl FromStr for PfName {
 impl Serialize for PfName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// Written as a string in the schema: `ens1f0` or `ens1f0#0-3`.
+impl JsonSchema for PfName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PfName".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A PF name, optionally with a VF index range: ens1f0 or ens1f0#0-3",
+        })
     }
 }
 

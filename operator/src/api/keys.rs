@@ -6,8 +6,11 @@ pub const GROUP: &str = "bondnet.io";
 /// The one served and stored version.
 pub const VERSION: &str = "v1alpha1";
 
-/// Server-side apply field manager for every object the controller and agent write.
+/// Server-side apply field manager for every object the controller writes.
 pub const FIELD_MANAGER: &str = "bondnet";
+/// Server-side apply field manager of the agent (its node's BondNodeState status), apart from
+/// the controller's so neither removes the other's fields.
+pub const AGENT_FIELD_MANAGER: &str = "bondnet-agent";
 /// Finalizer the controller puts on each BondNetwork so its device-plugin entries are removed.
 pub const FINALIZER: &str = "bondnet.io/cleanup";
 
@@ -32,8 +35,9 @@ pub const NAD_GROUP: &str = "k8s.cni.cncf.io";
 /// Version of the NetworkAttachmentDefinition API.
 pub const NAD_VERSION: &str = "v1";
 
-/// Key holding the device-plugin JSON for one node in the device-plugin ConfigMap is the node
-/// name itself, as the SR-IOV network operator does; this is the default ConfigMap name.
+/// Default name of the device-plugin ConfigMap export (for a device plugin bondnet does not
+/// run), and of the layout before per-node state, read once on upgrade. Each key is a node
+/// name holding that node's JSON, as the SR-IOV network operator does.
 pub const DEVICE_PLUGIN_CONFIGMAP: &str = "bondnet-device-plugin-config";
 /// Default namespace of the device-plugin ConfigMap.
 pub const DEVICE_PLUGIN_NAMESPACE: &str = "bondnet-system";

@@ -1,14 +1,16 @@
-//! Writes: server-side apply of NADs, the device-plugin ConfigMap and status under one field
-//! manager, and explicit deletion of bondnet's NADs no plan wants any more (orphans), since
+//! Writes: server-side apply of NADs, BondNodeState specs, the device-plugin ConfigMap export
+//! and status under one field manager, and explicit deletion of bondnet's NADs no plan wants any more (orphans), since
 //! a cluster may have no garbage collector and owner references do not shrink a set.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
 use crate::api::bond_network::{BondNetwork, BondNetworkStatus};
+use crate::api::bond_node_state::BondNodeState;
+use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::keys;
 use crate::api::nad::NetworkAttachmentDefinition;
 use crate::error::{Error, KubeStep, Result};
@@ -130,26 +132,35 @@ pub async fn apply_configmap(
     Ok(changed)
 }
 
-/// Deletes the device-plugin pods on `nodes`, so their DaemonSet restarts them with the new
-/// config (the SR-IOV device plugin reads it only at start).
-pub async fn restart_device_plugin(
+/// Applies a node's device-plugin pools to its BondNodeState's spec, with an owner reference
+/// to its Node so the garbage collector removes the state when the Node goes.
+pub async fn apply_node_state(
     client: &Client,
-    namespace: &str,
-    selector: &str,
-    nodes: &[String],
+    node: &str,
+    node_uid: &str,
+    config: &DevicePluginConfig,
 ) -> Result<()> {
-    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    for node in nodes {
-        let params = ListParams::default()
-            .labels(selector)
-            .fields(&format!("spec.nodeName={node}"));
-        api.delete_collection(&DeleteParams::default(), &params)
-            .await
-            .map_err(Error::kube(
-                KubeStep::Delete,
-                format!("device-plugin pods on node {node}"),
-            ))?;
-    }
+    let patch = serde_json::json!({
+        "apiVersion": format!("{}/{}", keys::GROUP, keys::VERSION),
+        "kind": "BondNodeState",
+        "metadata": {
+            "name": node,
+            "ownerReferences": [{
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": node,
+                "uid": node_uid,
+            }],
+        },
+        "spec": { "devicePlugin": config },
+    });
+    Api::<BondNodeState>::all(client.clone())
+        .patch(node, &params(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::kube(
+            KubeStep::Apply,
+            format!("BondNodeState {node}"),
+        ))?;
     Ok(())
 }
 

@@ -3,9 +3,10 @@
 //! whose inputs hash like the last plan's reuses that plan's output.
 //!
 //! The inputs are the networks (uid, generation, spec), the node inventories (PFs, labels)
-//! and the previous allocation, read from the device-plugin ConfigMaps. After the first
-//! reconcile of a burst writes the ConfigMaps, the next ones read back what that plan
-//! rendered; planning again from its own output gives the same plan (the property test
+//! and the previous allocation, read from the BondNodeStates' specs (and, on upgrade, the
+//! ConfigMap layout before them). After the first reconcile of a burst writes the node
+//! states, the next ones read back what that plan rendered; planning again from its own
+//! output gives the same plan (the property test
 //! `the_same_input_gives_the_same_bytes_and_replanning_changes_nothing`), so that counts as
 //! a match too.
 
@@ -18,6 +19,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::api::bond_network::{BondNetwork, BondNetworkStatus, SpecError};
 use crate::api::bond_node_state::BondNodeState;
+use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::nad::NetworkAttachmentDefinition;
 use crate::plan::{self, names, Plan, Settings};
 
@@ -40,16 +42,33 @@ pub struct Planned {
     rendered: u64,
     /// Per network, keyed `namespace/name`.
     pub networks: HashMap<String, PlannedNetwork>,
-    /// The device-plugin ConfigMaps, one per shard in shard order.
+    /// Each node's device-plugin config, for its BondNodeState's spec.
+    pub device_plugin: BTreeMap<String, DevicePluginConfig>,
+    /// The device-plugin ConfigMap export, one per shard in shard order (empty unless asked
+    /// for).
     pub configmaps: Vec<ConfigMap>,
 }
 
 impl Planned {
     /// Keeps the parts of `plan` a reconcile uses. `inputs` and `previous` are the
-    /// fingerprints of what it was planned from.
-    pub fn new(plan: &Plan<'_>, inputs: u64, previous: u64) -> Self {
-        let configmaps = plan::device_plugin_configmaps(plan);
-        let rendered = configmaps_fingerprint(configmaps.iter().map(Some));
+    /// fingerprints of what it was planned from; `export` renders the ConfigMap export too.
+    pub fn new(plan: &Plan<'_>, inputs: u64, previous: u64, export: bool) -> Self {
+        let configmaps = if export {
+            plan::device_plugin_configmaps(plan)
+        } else {
+            Vec::new()
+        };
+        let rendered = allocation_fingerprint(
+            plan.device_plugin
+                .iter()
+                .map(|(node, config)| (*node, Some(config))),
+            &[],
+        );
+        let device_plugin = plan
+            .device_plugin
+            .iter()
+            .map(|(node, config)| ((*node).to_owned(), config.clone()))
+            .collect();
         let networks = plan
             .networks
             .iter()
@@ -69,6 +88,7 @@ impl Planned {
             previous,
             rendered,
             networks,
+            device_plugin,
             configmaps,
         }
     }
@@ -86,7 +106,7 @@ pub struct Memo {
 }
 
 impl Memo {
-    /// The last plan, when it was planned from `inputs` and the ConfigMaps then held either
+    /// The last plan, when it was planned from `inputs` and the node states then held either
     /// the same `previous` allocation or what that plan rendered.
     pub fn reuse(&self, inputs: u64, previous: u64) -> Option<Arc<Planned>> {
         let last = self.last.lock().ok()?;
@@ -165,8 +185,48 @@ pub fn inputs_fingerprint(
     labels.hash(&mut hasher);
     settings.device_plugin_namespace.hash(&mut hasher);
     settings.device_plugin_configmap.hash(&mut hasher);
-    settings.device_plugin_shards.hash(&mut hasher);
     Some(hasher.finish())
+}
+
+/// Fingerprint of the previous allocation as the plan reads it: each node's device-plugin
+/// spec (in name order, as the store gives them in any order) and the legacy ConfigMaps.
+pub fn previous_fingerprint(nodes: &[BondNodeState], legacy: &[ConfigMap]) -> u64 {
+    let mut specs: Vec<(&str, Option<&DevicePluginConfig>)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.metadata.name.as_deref().unwrap_or_default(),
+                n.spec.device_plugin.as_ref(),
+            )
+        })
+        .collect();
+    specs.sort_by_key(|(name, _)| *name);
+    allocation_fingerprint(specs, legacy)
+}
+
+/// Fingerprint of per-node device-plugin configs in name order, then of `legacy`.
+fn allocation_fingerprint<'c>(
+    specs: impl IntoIterator<Item = (&'c str, Option<&'c DevicePluginConfig>)>,
+    legacy: &[ConfigMap],
+) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for (name, config) in specs {
+        name.hash(&mut hasher);
+        if hash_json(&mut hasher, &config).is_none() {
+            // Unserializable: never matches, so the caller plans afresh.
+            return 0;
+        }
+    }
+    configmaps_fingerprint(legacy.iter().map(Some)).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Digest of one node's pools and owner, to recognise a write already made.
+pub fn config_digest(config: &DevicePluginConfig, owner_uid: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    owner_uid.hash(&mut hasher);
+    let _ = hash_json(&mut hasher, config);
+    hasher.finish()
 }
 
 /// Fingerprint of the device-plugin ConfigMap shards' data, in shard order; a missing shard

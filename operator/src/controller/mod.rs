@@ -1,6 +1,7 @@
 //! `bondnet controller`: kube-runtime's Controller on BondNetwork. It owns the NADs it
-//! writes, re-plans every network when BondNodeStates or Node labels change, and runs only
-//! while it holds the leader Lease.
+//! writes, writes each node's device-plugin pools into that node's BondNodeState spec,
+//! re-plans every network when BondNodeStates or Nodes change, and runs only while it holds
+//! the leader Lease.
 //!
 //! ```text
 //!  watches: BondNetwork ─┐            ┌─ reconcile.rs: stores -> plan -> apply
@@ -47,10 +48,10 @@ pub use reconcile::Context;
 /// Everything `bondnet controller` is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Where the device-plugin ConfigMap goes.
+    /// Where the device-plugin ConfigMaps go.
     pub settings: Settings,
-    /// Label selector of device-plugin pods to restart when their node's config changes.
-    pub device_plugin_selector: Option<String>,
+    /// Also export the device-plugin config as ConfigMaps, sharded by size.
+    pub export_configmap: bool,
     /// The leader Lease.
     pub lease: lease::LeaseConfig,
     /// Address of `/metrics`, `/healthz`, `/readyz`.
@@ -100,7 +101,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
     )
     .trigger_backoff(WatchBackoff::default())
     .with_config(
-        // One reconcile at a time: each writes the shared device-plugin ConfigMap.
+        // One reconcile at a time: each plans every network and writes the node states.
         ControllerConfig::default()
             .debounce(Duration::from_secs(1))
             .concurrency(1),
@@ -108,7 +109,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
     let ctx = Arc::new(Context {
         client: client.clone(),
         settings: config.settings.clone(),
-        device_plugin_selector: config.device_plugin_selector.clone(),
+        export_configmap: config.export_configmap,
         networks: controller.store(),
         nodes,
         node_meta,
@@ -122,6 +123,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         metrics: metrics.clone(),
         failures: Mutex::new(HashMap::new()),
         memo: memo::Memo::default(),
+        written: Mutex::new(HashMap::new()),
     });
     let managed = format!("{}={}", keys::LABEL_MANAGED_BY, keys::MANAGED_BY);
     let running = controller

@@ -32,11 +32,10 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub struct Context {
     /// API client.
     pub client: Client,
-    /// Where the device-plugin config goes.
+    /// Where the device-plugin ConfigMaps go.
     pub settings: Settings,
-    /// Label selector of the device-plugin pods to restart on nodes whose config changed;
-    /// `None` leaves restarts to the operator of the cluster.
-    pub device_plugin_selector: Option<String>,
+    /// Whether the device-plugin config is also exported as ConfigMaps.
+    pub export_configmap: bool,
     /// Every BondNetwork.
     pub networks: Store<BondNetwork>,
     /// Every BondNodeState.
@@ -51,6 +50,9 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// The last plan, reused while its inputs are unchanged.
     pub memo: Memo,
+    /// Per node: the resourceVersion the store showed and the digest of the pools we then
+    /// applied, so a store that has not caught up yet does not cause the same write twice.
+    pub written: Mutex<HashMap<String, (String, u64)>>,
 }
 
 fn key(network: &BondNetwork) -> String {
@@ -116,15 +118,19 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(5u64 << exponent).min(RESYNC)
 }
 
-/// The previous allocation, read back from the device-plugin ConfigMaps. A key that does
-/// not parse is skipped: its node gets planned afresh.
-pub fn previous_allocation<'c>(configmaps: impl IntoIterator<Item = &'c ConfigMap>) -> Allocation {
-    let mut configs = BTreeMap::new();
-    for configmap in configmaps {
+/// The previous allocation: each node's BondNodeState spec, or, for a node whose spec the
+/// controller has not written yet (the upgrade from the ConfigMap layout), its key in
+/// `legacy`. A key that does not parse is skipped: its node gets planned afresh.
+pub fn previous_allocation<'c>(
+    nodes: &[BondNodeState],
+    legacy: impl IntoIterator<Item = &'c ConfigMap>,
+) -> Allocation {
+    let mut from_configmaps = BTreeMap::new();
+    for configmap in legacy {
         for (node, json) in configmap.data.iter().flatten() {
             match serde_json::from_str::<DevicePluginConfig>(json) {
                 Ok(config) => {
-                    configs.insert(node.as_str(), config);
+                    from_configmaps.insert(node.as_str(), config);
                 }
                 Err(err) => {
                     tracing::warn!(node = %node, error = %err, "device-plugin config does not parse; planning the node afresh")
@@ -132,29 +138,63 @@ pub fn previous_allocation<'c>(configmaps: impl IntoIterator<Item = &'c ConfigMa
             }
         }
     }
-    Allocation::from_device_plugin_configs(configs.iter().map(|(n, c)| (*n, c)))
+    let mut configs: BTreeMap<&str, &DevicePluginConfig> = BTreeMap::new();
+    for node in nodes {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        match &node.spec.device_plugin {
+            Some(config) => {
+                configs.insert(name, config);
+            }
+            None => {
+                if let Some(config) = from_configmaps.get(name) {
+                    configs.insert(name, config);
+                }
+            }
+        }
+    }
+    Allocation::from_device_plugin_configs(configs)
 }
 
-/// Reads every device-plugin ConfigMap shard, in shard order.
-async fn read_configmaps(ctx: &Context) -> Result<Vec<Option<ConfigMap>>> {
+/// Reads every device-plugin ConfigMap there is: `<name>`, then `<name>-0`, `<name>-1`, ...
+/// up to the first that does not exist (the export's shards, or the layout before per-node
+/// state).
+async fn read_configmaps(ctx: &Context) -> Result<Vec<ConfigMap>> {
     let settings = &ctx.settings;
-    let shards = settings.device_plugin_shards.max(1);
-    let mut current = Vec::new();
-    for shard in 0..shards {
-        let name =
-            names::device_plugin_configmap_name(&settings.device_plugin_configmap, shards, shard);
-        current.push(
-            apply::get_configmap(&ctx.client, &settings.device_plugin_namespace, &name).await?,
-        );
+    let (namespace, base) = (
+        &settings.device_plugin_namespace,
+        &settings.device_plugin_configmap,
+    );
+    let mut found = Vec::new();
+    if let Some(configmap) = apply::get_configmap(&ctx.client, namespace, base).await? {
+        found.push(configmap);
     }
-    Ok(current)
+    for shard in 0..plan::MAX_SHARDS {
+        let name = names::device_plugin_configmap_name(base, plan::MAX_SHARDS, shard);
+        match apply::get_configmap(&ctx.client, namespace, &name).await? {
+            Some(configmap) => found.push(configmap),
+            None => break,
+        }
+    }
+    Ok(found)
 }
 
 /// The plan's inputs read from the stores.
 struct Snapshot {
     networks: Vec<BondNetwork>,
+    /// The BondNodeStates whose Node exists: one whose Node is gone no longer counts (its
+    /// owner reference lets the garbage collector remove it).
     nodes: Vec<BondNodeState>,
     labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// UID of each Node, for the owner reference of its BondNodeState.
+    node_uids: BTreeMap<String, String>,
+}
+
+impl Snapshot {
+    /// True while some node has no device-plugin spec yet: its VF ranges may still be in the
+    /// ConfigMap layout before per-node state.
+    fn needs_legacy(&self) -> bool {
+        self.nodes.iter().any(|n| n.spec.device_plugin.is_none())
+    }
 }
 
 /// The inputs from the stores, with `current` in its latest version and `excluded` left out.
@@ -172,17 +212,28 @@ fn snapshot(ctx: &Context, current: Option<&BondNetwork>, excluded: Option<&str>
     if let Some(excluded) = excluded {
         networks.remove(excluded);
     }
-    let nodes = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
-    let labels = ctx
-        .node_meta
+    let mut labels = BTreeMap::new();
+    let mut node_uids = BTreeMap::new();
+    for node in ctx.node_meta.state() {
+        let name = node.name_any();
+        if let Some(uid) = node.uid() {
+            node_uids.insert(name.clone(), uid);
+        }
+        labels.insert(name, node.labels().clone());
+    }
+    let mut nodes: Vec<BondNodeState> = ctx
+        .nodes
         .state()
         .iter()
-        .map(|n| (n.name_any(), n.labels().clone()))
+        .filter(|n| labels.contains_key(&n.name_any()))
+        .map(|n| (**n).clone())
         .collect();
+    nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     Snapshot {
         networks: networks.into_values().collect(),
         nodes,
         labels,
+        node_uids,
     }
 }
 
@@ -205,19 +256,38 @@ async fn wait_for_stores(ctx: &Context) -> Result<()> {
     Ok(())
 }
 
-/// Writes everything the plan wants for `network`: the device-plugin config first (so VFs are
-/// pooled before a pod can ask for them), then NADs, orphan deletion and status.
+/// Plans from the stores and writes the device-plugin side: each changed node's
+/// BondNodeState spec, and the ConfigMap export when it is on.
+async fn plan_and_write_pools(ctx: &Context, snapshot: &Snapshot) -> Result<Arc<Planned>> {
+    let existing = if ctx.export_configmap || snapshot.needs_legacy() {
+        read_configmaps(ctx).await?
+    } else {
+        Vec::new()
+    };
+    let legacy: &[ConfigMap] = if snapshot.needs_legacy() {
+        &existing
+    } else {
+        &[]
+    };
+    let planned = planned(ctx, snapshot, legacy);
+    write_node_states(ctx, snapshot, &planned).await?;
+    if ctx.export_configmap {
+        export_configmaps(ctx, &existing, &planned.configmaps).await?;
+    }
+    Ok(planned)
+}
+
+/// Writes everything the plan wants for `network`: the node states first (so VFs are pooled
+/// before a pod can ask for them), then NADs, orphan deletion and status.
 pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     wait_for_stores(ctx).await?;
-    let current = read_configmaps(ctx).await?;
-    let planned = planned(ctx, &snapshot(ctx, Some(network), None), &current);
+    let planned = plan_and_write_pools(ctx, &snapshot(ctx, Some(network), None)).await?;
     let namespace = network.namespace().unwrap_or_default();
     let name = network.name_any();
     let Some(mine) = planned.network(&namespace, &name) else {
         return Ok(Action::requeue(RESYNC));
     };
 
-    write_configmaps(ctx, &current, &planned.configmaps).await?;
     if mine.invalid.is_none() {
         apply::apply_nads(&ctx.client, &namespace, &mine.nads).await?;
         let keep: BTreeSet<String> = mine.nads.iter().map(|n| n.name_any()).collect();
@@ -249,13 +319,11 @@ pub async fn apply(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     })
 }
 
-/// Removes the network's device-plugin entries and NADs before its finalizer is released.
+/// Removes the network's device-plugin pools and NADs before its finalizer is released.
 pub async fn cleanup(network: &BondNetwork, ctx: &Context) -> Result<Action> {
     wait_for_stores(ctx).await?;
-    let current = read_configmaps(ctx).await?;
     let gone = key(network);
-    let planned = planned(ctx, &snapshot(ctx, None, Some(&gone)), &current);
-    write_configmaps(ctx, &current, &planned.configmaps).await?;
+    plan_and_write_pools(ctx, &snapshot(ctx, None, Some(&gone))).await?;
     let namespace = network.namespace().unwrap_or_default();
     apply::delete_orphan_nads(
         &ctx.client,
@@ -264,25 +332,27 @@ pub async fn cleanup(network: &BondNetwork, ctx: &Context) -> Result<Action> {
         &BTreeSet::new(),
     )
     .await?;
-    tracing::info!("device-plugin entries and NADs removed");
+    tracing::info!("device-plugin pools and NADs removed");
     Ok(Action::await_change())
 }
 
-/// The plan of `snapshot` with the allocation in `current`: the last plan when its inputs
-/// are the same (see [`memo`]), else a new one, kept for the next reconcile.
-fn planned(ctx: &Context, snapshot: &Snapshot, current: &[Option<ConfigMap>]) -> Arc<Planned> {
+/// The plan of `snapshot` with the previous allocation from the node states (and `legacy`):
+/// the last plan when its inputs are the same (see [`memo`]), else a new one, kept for the
+/// next reconcile.
+fn planned(ctx: &Context, snapshot: &Snapshot, legacy: &[ConfigMap]) -> Arc<Planned> {
     let Snapshot {
         networks,
         nodes,
         labels,
+        ..
     } = snapshot;
     let inputs = memo::inputs_fingerprint(networks, nodes, labels, &ctx.settings);
-    let previous_fingerprint = memo::configmaps_fingerprint(current.iter().map(Option::as_ref));
+    let previous_fingerprint = memo::previous_fingerprint(nodes, legacy);
     if let Some(planned) = inputs.and_then(|i| ctx.memo.reuse(i, previous_fingerprint)) {
         return planned;
     }
     ctx.metrics.plans.inc();
-    let previous = previous_allocation(current.iter().flatten());
+    let previous = previous_allocation(nodes, legacy);
     let plan = plan::plan(&Inputs {
         networks,
         nodes,
@@ -294,6 +364,7 @@ fn planned(ctx: &Context, snapshot: &Snapshot, current: &[Option<ConfigMap>]) ->
         &plan,
         inputs.unwrap_or_default(),
         previous_fingerprint,
+        ctx.export_configmap,
     ));
     if inputs.is_some() {
         ctx.memo.keep(planned.clone());
@@ -301,11 +372,50 @@ fn planned(ctx: &Context, snapshot: &Snapshot, current: &[Option<ConfigMap>]) ->
     planned
 }
 
-/// Applies every changed ConfigMap shard, then restarts the device plugin on the nodes whose
-/// config changed. Nothing is written when a shard would pass the object size limit.
-async fn write_configmaps(
+/// Applies the spec (and the owner reference to its Node) of every BondNodeState whose
+/// device-plugin pools differ from the plan's. A node the store still shows as it was before
+/// our last write of the same pools is skipped: the store has not caught up yet.
+async fn write_node_states(ctx: &Context, snapshot: &Snapshot, planned: &Planned) -> Result<()> {
+    let mut changed = 0usize;
+    for state in &snapshot.nodes {
+        let name = state.name_any();
+        let (Some(want), Some(uid)) = (
+            planned.device_plugin.get(&name),
+            snapshot.node_uids.get(&name),
+        ) else {
+            continue;
+        };
+        let owned = state
+            .owner_references()
+            .iter()
+            .any(|o| o.kind == "Node" && &o.uid == uid);
+        if owned && state.spec.device_plugin.as_ref() == Some(want) {
+            continue;
+        }
+        let version = state.resource_version().unwrap_or_default();
+        let digest = memo::config_digest(want, uid);
+        if ctx.written.lock().ok().and_then(|w| w.get(&name).cloned())
+            == Some((version.clone(), digest))
+        {
+            continue;
+        }
+        apply::apply_node_state(&ctx.client, &name, uid, want).await?;
+        if let Ok(mut written) = ctx.written.lock() {
+            written.insert(name, (version, digest));
+        }
+        changed += 1;
+    }
+    if changed > 0 {
+        tracing::info!(nodes = changed, "device-plugin pools changed");
+    }
+    Ok(())
+}
+
+/// Applies every changed shard of the ConfigMap export and empties shards no longer used.
+/// Nothing is written when a shard would pass the object size limit.
+async fn export_configmaps(
     ctx: &Context,
-    current: &[Option<ConfigMap>],
+    existing: &[ConfigMap],
     desired: &[ConfigMap],
 ) -> Result<()> {
     if let Some(big) = desired
@@ -315,27 +425,29 @@ async fn write_configmaps(
         return Err(Error::ConfigMapTooLarge {
             name: big.name_any(),
             bytes: plan::configmap_data_bytes(big),
-            shards: plan::shards_needed(desired),
+            shards: u32::try_from(desired.len()).unwrap_or(u32::MAX),
         });
     }
-    let mut changed = BTreeSet::new();
-    for (index, want) in desired.iter().enumerate() {
-        let have = current.get(index).and_then(Option::as_ref);
-        changed.extend(apply::apply_configmap(&ctx.client, have, want).await?);
+    let current = |name: &str| existing.iter().find(|c| c.name_any() == name);
+    for want in desired {
+        apply::apply_configmap(&ctx.client, current(&want.name_any()), want).await?;
     }
-    if changed.is_empty() {
-        return Ok(());
-    }
-    let changed: Vec<String> = changed.into_iter().collect();
-    tracing::info!(nodes = changed.len(), "device-plugin config changed");
-    if let Some(selector) = &ctx.device_plugin_selector {
-        apply::restart_device_plugin(
-            &ctx.client,
-            &ctx.settings.device_plugin_namespace,
-            selector,
-            &changed,
-        )
-        .await?;
+    for stale in existing {
+        let name = stale.name_any();
+        if desired.iter().any(|d| d.name_any() == name)
+            || stale.data.as_ref().is_none_or(BTreeMap::is_empty)
+        {
+            continue;
+        }
+        let mut empty = stale.clone();
+        empty.metadata = kube::api::ObjectMeta {
+            name: Some(name),
+            namespace: stale.metadata.namespace.clone(),
+            labels: desired.first().and_then(|d| d.metadata.labels.clone()),
+            ..kube::api::ObjectMeta::default()
+        };
+        empty.data = Some(BTreeMap::new());
+        apply::apply_configmap(&ctx.client, Some(stale), &empty).await?;
     }
     Ok(())
 }
@@ -363,7 +475,11 @@ mod tests {
             ])),
             ..ConfigMap::default()
         };
-        let alloc = previous_allocation([&cm]);
+        let nodes = [
+            crate::fixtures::node("n1", &[], vec![]),
+            crate::fixtures::node("n2", &[], vec![]),
+        ];
+        let alloc = previous_allocation(&nodes, [&cm]);
         assert!(!alloc.nodes.contains_key("n1"));
         assert!(alloc.get("n2", "a_b_p0").is_some());
     }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
@@ -17,6 +19,7 @@ use super::memo::Memo;
 use super::reconcile::{error_policy, reconcile, Context};
 use crate::api::bond_network::BondNetwork;
 use crate::api::bond_node_state::BondNodeState;
+use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::keys;
 use crate::fixtures::{network, node_with_cards};
 use crate::mock::{self, MockApi};
@@ -26,7 +29,7 @@ use crate::telemetry::Metrics;
 const NETWORK: &str = "/apis/bondnet.io/v1alpha1/namespaces/telco/bondnetworks/fast";
 const CONFIGMAP: &str = "/api/v1/namespaces/bondnet-system/configmaps/bondnet-device-plugin-config";
 const NADS: &str = "/apis/k8s.cni.cncf.io/v1/namespaces/telco/network-attachment-definitions";
-const PODS: &str = "/api/v1/namespaces/bondnet-system/pods";
+const STATES: &str = "/apis/bondnet.io/v1alpha1/bondnodestates";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/telco/events";
 
 fn store<K>(objects: &[K]) -> Store<K>
@@ -56,22 +59,36 @@ fn fast(finalized: bool) -> BondNetwork {
 }
 
 fn context(client: Client, networks: &[BondNetwork], nodes: &[BondNodeState]) -> Arc<Context> {
-    context_with(client, networks, nodes, Settings::default())
+    context_with(client, networks, nodes, false)
+}
+
+/// The Node of each BondNodeState, with UID `uid-<name>`.
+fn node_objects(nodes: &[BondNodeState]) -> Vec<PartialObjectMeta<Node>> {
+    nodes
+        .iter()
+        .map(|state| {
+            let mut meta = PartialObjectMeta::<Node>::default();
+            meta.metadata.name = state.metadata.name.clone();
+            meta.metadata.uid = state.metadata.name.as_ref().map(|n| format!("uid-{n}"));
+            meta.metadata.labels = state.metadata.labels.clone();
+            meta
+        })
+        .collect()
 }
 
 fn context_with(
     client: Client,
     networks: &[BondNetwork],
     nodes: &[BondNodeState],
-    settings: Settings,
+    export_configmap: bool,
 ) -> Arc<Context> {
     Arc::new(Context {
         client: client.clone(),
-        settings,
-        device_plugin_selector: Some("app=sriov-device-plugin".into()),
+        settings: Settings::default(),
+        export_configmap,
         networks: store(networks),
         nodes: store(nodes),
-        node_meta: store(&[]),
+        node_meta: store(&node_objects(nodes)),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -82,6 +99,7 @@ fn context_with(
         metrics: Arc::new(Metrics::default()),
         failures: Mutex::new(HashMap::new()),
         memo: Memo::default(),
+        written: Mutex::new(HashMap::new()),
     })
 }
 
@@ -124,6 +142,97 @@ fn spawn(
     ctx: Arc<Context>,
 ) -> tokio::task::JoinHandle<crate::Result<Action>> {
     tokio::spawn(async move { reconcile(Arc::new(network), ctx).await })
+}
+
+/// The reads of the ConfigMap layout before per-node state, while some node has no spec:
+/// the base name, then `-0`, `-1`, ... up to the first missing one. `shards` answers them.
+async fn expect_configmap_reads(server: &mut MockApi, base: Option<Value>, shards: Vec<Value>) {
+    match base {
+        Some(cm) => {
+            server
+                .expect(Method::GET, CONFIGMAP, StatusCode::OK, cm)
+                .await
+        }
+        None => {
+            server
+                .expect(
+                    Method::GET,
+                    CONFIGMAP,
+                    StatusCode::NOT_FOUND,
+                    mock::status_error(404, "NotFound", "none"),
+                )
+                .await
+        }
+    };
+    let count = shards.len();
+    for (shard, cm) in shards.into_iter().enumerate() {
+        server
+            .expect(
+                Method::GET,
+                &format!("{CONFIGMAP}-{shard}"),
+                StatusCode::OK,
+                cm,
+            )
+            .await;
+    }
+    server
+        .expect(
+            Method::GET,
+            &format!("{CONFIGMAP}-{count}"),
+            StatusCode::NOT_FOUND,
+            mock::status_error(404, "NotFound", "none"),
+        )
+        .await;
+}
+
+/// The BondNodeState spec applies, in node order; returns their bodies.
+async fn expect_node_states(server: &mut MockApi, nodes: &[&str]) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    for node in nodes {
+        let seen = server
+            .expect_echo(Method::PATCH, &format!("{STATES}/{node}"))
+            .await;
+        assert!(
+            seen.uri
+                .split(['?', '&'])
+                .any(|p| p == "fieldManager=bondnet")
+                && seen.uri.contains("force=true"),
+            "{}",
+            seen.uri
+        );
+        let owner = &seen.body["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "Node", "{}", seen.body);
+        assert_eq!(owner["uid"], format!("uid-{node}"), "{}", seen.body);
+        bodies.push(seen.body);
+    }
+    bodies
+}
+
+/// The device-plugin config of a node state body.
+fn pools(body: &Value) -> DevicePluginConfig {
+    serde_json::from_value(body["spec"]["devicePlugin"].clone()).expect("spec.devicePlugin")
+}
+
+/// `state` as it reads back after the controller applied `body` to it.
+fn written(mut state: BondNodeState, body: &Value) -> BondNodeState {
+    state.spec.device_plugin = Some(pools(body));
+    let name = state.metadata.name.clone().unwrap_or_default();
+    state.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        name: name.clone(),
+        uid: format!("uid-{name}"),
+        ..OwnerReference::default()
+    }]);
+    state
+}
+
+fn configmap(name: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "bondnet-system"},
+        "data": data,
+    })
 }
 
 /// The NAD writes of a fresh plan of telco/fast: three applies, then the orphan listing.
@@ -182,52 +291,20 @@ async fn a_new_network_first_gets_the_finalizer() {
 }
 
 #[tokio::test]
-async fn a_network_is_planned_into_configmap_nads_status_and_an_event() {
+async fn a_network_is_planned_into_node_states_nads_status_and_an_event() {
     let (client, mut server) = mock::client();
     let net = fast(true);
     let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
     let task = spawn(net.clone(), ctx.clone());
 
-    server
-        .expect(
-            Method::GET,
-            CONFIGMAP,
-            StatusCode::NOT_FOUND,
-            mock::status_error(404, "NotFound", "none"),
-        )
-        .await;
-    let cm = server.expect_echo(Method::PATCH, CONFIGMAP).await;
-    let n1: Value =
-        serde_json::from_str(cm.body["data"]["n1"].as_str().expect("n1 key")).expect("n1 JSON");
-    assert_eq!(n1["resourceList"][0]["resourceName"], "telco_fast_p0");
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
+    let n1 = pools(&states[0]);
+    assert_eq!(n1.resource_list[0].resource_name, "telco_fast_p0");
     assert_eq!(
-        n1["resourceList"][0]["selectors"]["pfNames"][0],
+        n1.resource_list[0].selectors.pf_names[0].to_string(),
         "ens1f0#0-3"
     );
-    for node in ["n1", "n2"] {
-        let restart = server
-            .expect(
-                Method::DELETE,
-                PODS,
-                StatusCode::OK,
-                list("PodList", vec![]),
-            )
-            .await;
-        assert!(
-            restart
-                .uri
-                .contains(&format!("fieldSelector=spec.nodeName%3D{node}")),
-            "{}",
-            restart.uri
-        );
-        assert!(
-            restart
-                .uri
-                .contains("labelSelector=app%3Dsriov-device-plugin"),
-            "{}",
-            restart.uri
-        );
-    }
     let nads = expect_nads(&mut server, vec![]).await;
     assert_eq!(
         nads[0]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"],
@@ -263,25 +340,8 @@ async fn an_update_deletes_the_nads_of_a_removed_slot_and_skips_unchanged_writes
     let mut net = fast(true);
     let ctx = context(client.clone(), std::slice::from_ref(&net), &nodes);
     let task = spawn(net.clone(), ctx);
-    server
-        .expect(
-            Method::GET,
-            CONFIGMAP,
-            StatusCode::NOT_FOUND,
-            mock::status_error(404, "NotFound", "none"),
-        )
-        .await;
-    let cm = server.expect_echo(Method::PATCH, CONFIGMAP).await.body;
-    for _ in 0..2 {
-        server
-            .expect(
-                Method::DELETE,
-                PODS,
-                StatusCode::OK,
-                list("PodList", vec![]),
-            )
-            .await;
-    }
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
     expect_nads(&mut server, vec![]).await;
     let status = server
         .expect_with(
@@ -298,11 +358,13 @@ async fn an_update_deletes_the_nads_of_a_removed_slot_and_skips_unchanged_writes
 
     // Second pass: the network once had three ports, so fast-p2 exists and must go.
     net.status = Some(serde_json::from_value(status).expect("status"));
+    let nodes: Vec<BondNodeState> = nodes
+        .into_iter()
+        .zip(&states)
+        .map(|(n, body)| written(n, body))
+        .collect();
     let ctx = context(client, std::slice::from_ref(&net), &nodes);
     let task = spawn(net.clone(), ctx);
-    server
-        .expect(Method::GET, CONFIGMAP, StatusCode::OK, cm)
-        .await;
     expect_nads(
         &mut server,
         vec![nad("fast-p0"), nad("fast-p1"), nad("fast-p2"), nad("fast")],
@@ -317,48 +379,34 @@ async fn an_update_deletes_the_nads_of_a_removed_slot_and_skips_unchanged_writes
         )
         .await;
     finish(task).await.expect("second pass");
-    // The ConfigMap and status are unchanged: no write, no restart, no event.
+    // The node states and status are unchanged: no read of the old layout, no write, no event.
     server.expect_no_more().await;
 }
 
+/// The pools of telco/fast on a node as the controller renders them, p0 and p1 on these PFs.
+fn fast_pools(p0: &str, p1: &str) -> String {
+    format!(
+        r#"{{"resourceList":[{{"resourceName":"telco_fast_p0","resourcePrefix":"bondnet.io","selectors":{{"drivers":["iavf"],"pfNames":["{p0}"]}}}},{{"resourceName":"telco_fast_p1","resourcePrefix":"bondnet.io","selectors":{{"drivers":["iavf"],"pfNames":["{p1}"]}}}}]}}"#
+    )
+}
+
 #[tokio::test]
-async fn a_new_node_changes_only_its_own_key_and_restarts_only_its_device_plugin() {
+async fn a_new_node_gets_its_own_state_written_and_no_other_node_is_touched() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let one_node = vec![node_with_cards("n1", &[], 2, 8)];
-    let current = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "bondnet-device-plugin-config", "namespace": "bondnet-system"},
-        "data": {"n1": r#"{"resourceList":[{"resourceName":"telco_fast_p0","resourcePrefix":"bondnet.io","selectors":{"drivers":["iavf"],"pfNames":["ens1f0#0-3"]}},{"resourceName":"telco_fast_p1","resourcePrefix":"bondnet.io","selectors":{"drivers":["iavf"],"pfNames":["ens2f0#0-3"]}}]}"#}
-    });
-    let mut nodes = one_node;
-    nodes.push(node_with_cards("n2", &[], 2, 8));
+    let planned_n1 = json!({"spec": {"devicePlugin": serde_json::from_str::<Value>(&fast_pools("ens1f0#0-3", "ens2f0#0-3")).expect("JSON")}});
+    let nodes = vec![
+        written(node_with_cards("n1", &[], 2, 8), &planned_n1),
+        node_with_cards("n2", &[], 2, 8),
+    ];
     let ctx = context(client, std::slice::from_ref(&net), &nodes);
     let task = spawn(net.clone(), ctx);
-    server
-        .expect(Method::GET, CONFIGMAP, StatusCode::OK, current.clone())
-        .await;
-    let cm = server.expect_echo(Method::PATCH, CONFIGMAP).await;
+    // n2 has no spec yet: the old layout is read for it (there is none).
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    let states = expect_node_states(&mut server, &["n2"]).await;
     assert_eq!(
-        cm.body["data"]["n1"], current["data"]["n1"],
-        "n1 keeps its VFs"
-    );
-    assert!(cm.body["data"]["n2"]
-        .as_str()
-        .expect("n2")
-        .contains("telco_fast_p0"));
-    let restart = server
-        .expect(
-            Method::DELETE,
-            PODS,
-            StatusCode::OK,
-            list("PodList", vec![]),
-        )
-        .await;
-    assert!(
-        restart.uri.contains("spec.nodeName%3Dn2"),
-        "{}",
-        restart.uri
+        pools(&states[0]).resource_list[0].resource_name,
+        "telco_fast_p0"
     );
     expect_nads(&mut server, vec![]).await;
     server
@@ -375,40 +423,66 @@ async fn a_new_node_changes_only_its_own_key_and_restarts_only_its_device_plugin
 }
 
 #[tokio::test]
-async fn deleting_a_network_removes_its_device_plugin_entries_and_nads_then_the_finalizer() {
+async fn upgrading_from_sharded_configmaps_keeps_every_vf_range_in_the_node_states() {
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    // The layout before per-node state, with `--device-plugin-shards 2`: each node's key in
+    // one shard, on VF ranges a fresh plan would not choose (ens1f0#0-3, ens2f0#0-3).
+    let n1 = fast_pools("ens1f1#4-7", "ens2f1#2-5");
+    let n2 = fast_pools("ens1f0#4-7", "ens2f0#4-7");
+    let shards = vec![
+        configmap("bondnet-device-plugin-config-0", json!({"n1": n1})),
+        configmap("bondnet-device-plugin-config-1", json!({"n2": n2})),
+    ];
+    let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
+    let task = spawn(net.clone(), ctx);
+    expect_configmap_reads(&mut server, None, shards).await;
+    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
+    for (state, before) in states.iter().zip([&n1, &n2]) {
+        let before: DevicePluginConfig = serde_json::from_str(before).expect("JSON");
+        assert_eq!(pools(state), before, "every VF range moves unchanged");
+    }
+    expect_nads(&mut server, vec![]).await;
+    server
+        .expect_with(
+            Method::PATCH,
+            &format!("{NETWORK}/status"),
+            StatusCode::OK,
+            |_| object(&net),
+        )
+        .await;
+    server.expect_echo(Method::POST, EVENTS).await;
+    finish(task).await.expect("reconciled");
+    server.expect_no_more().await;
+}
+
+#[tokio::test]
+async fn deleting_a_network_removes_its_device_plugin_pools_and_nads_then_the_finalizer() {
     let (client, mut server) = mock::client();
     let mut net = fast(true);
     net.metadata.deletion_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().expect("time")));
     let other = network("telco", "other", |_| {});
+    let held = json!({"spec": {"devicePlugin": serde_json::from_str::<Value>(&fast_pools("ens1f0#0-3", "ens2f0#0-3")).expect("JSON")}});
     let ctx = context(
         client,
         &[net.clone(), other],
-        &[node_with_cards("n1", &[], 2, 8)],
+        &[written(node_with_cards("n1", &[], 2, 8), &held)],
     );
-    let current = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "bondnet-device-plugin-config", "namespace": "bondnet-system"},
-        "data": {"n1": r#"{"resourceList":[{"resourceName":"telco_fast_p0","selectors":{"pfNames":["ens1f0#0-3"]}},{"resourceName":"telco_fast_p1","selectors":{"pfNames":["ens2f0#0-3"]}}]}"#}
-    });
     let task = spawn(net.clone(), ctx);
-    server
-        .expect(Method::GET, CONFIGMAP, StatusCode::OK, current)
-        .await;
-    let cm = server.expect_echo(Method::PATCH, CONFIGMAP).await;
-    let n1 = cm.body["data"]["n1"].as_str().expect("n1");
-    assert!(!n1.contains("telco_fast_"), "fast's entries are gone: {n1}");
+    let state = expect_node_states(&mut server, &["n1"]).await;
+    let names: Vec<String> = pools(&state[0])
+        .resource_list
+        .into_iter()
+        .map(|r| r.resource_name)
+        .collect();
     assert!(
-        n1.contains("telco_other_p0"),
-        "the other network stays: {n1}"
+        names.iter().all(|n| !n.starts_with("telco_fast_")),
+        "fast's pools are gone: {names:?}"
     );
-    server
-        .expect(
-            Method::DELETE,
-            PODS,
-            StatusCode::OK,
-            list("PodList", vec![]),
-        )
-        .await;
+    assert!(
+        names.iter().any(|n| n == "telco_other_p0"),
+        "the other network stays: {names:?}"
+    );
     server
         .expect(
             Method::GET,
@@ -490,26 +564,10 @@ async fn an_invalid_spec_writes_only_status_and_waits_for_a_change() {
     net.spec.lacp_rate = Some(crate::api::bond_network::LacpRate::Fast);
     let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
     let task = spawn(net.clone(), ctx);
-    server
-        .expect(
-            Method::GET,
-            CONFIGMAP,
-            StatusCode::NOT_FOUND,
-            mock::status_error(404, "NotFound", "none"),
-        )
-        .await;
-    // The ConfigMap is still written (with empty per-node lists), so nodes are configured.
-    server.expect_echo(Method::PATCH, CONFIGMAP).await;
-    for _ in 0..2 {
-        server
-            .expect(
-                Method::DELETE,
-                PODS,
-                StatusCode::OK,
-                list("PodList", vec![]),
-            )
-            .await;
-    }
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    // The node states still get their (empty) pools, so every node is configured.
+    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
+    assert!(pools(&states[0]).resource_list.is_empty());
     let status = server
         .expect_with(
             Method::PATCH,
@@ -532,71 +590,78 @@ async fn an_invalid_spec_writes_only_status_and_waits_for_a_change() {
 }
 
 #[tokio::test]
-async fn a_configmap_over_the_size_limit_is_refused_before_any_write_naming_the_shard_count() {
+async fn a_node_state_whose_node_is_gone_is_not_planned_or_written() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    // About 280 bytes of config per node: 4,000 nodes pass 1 MB.
-    let nodes: Vec<BondNodeState> = (0..4000)
-        .map(|i| node_with_cards(&format!("worker-node-with-a-long-name-{i:04}"), &[], 2, 8))
-        .collect();
+    let nodes = two_nodes();
     let ctx = context(client, std::slice::from_ref(&net), &nodes);
+    // n2's Node is deleted: only n1 remains in the Node store.
+    let ctx = Arc::new(Context {
+        node_meta: store(&node_objects(&nodes[..1])),
+        client: ctx.client.clone(),
+        settings: ctx.settings.clone(),
+        export_configmap: false,
+        networks: ctx.networks.clone(),
+        nodes: ctx.nodes.clone(),
+        recorder: Recorder::new(
+            ctx.client.clone(),
+            Reporter {
+                controller: "bondnet".into(),
+                instance: None,
+            },
+        ),
+        metrics: ctx.metrics.clone(),
+        failures: Mutex::new(HashMap::new()),
+        memo: Memo::default(),
+        written: Mutex::new(HashMap::new()),
+    });
     let task = spawn(net.clone(), ctx);
-    server
-        .expect(
-            Method::GET,
-            CONFIGMAP,
-            StatusCode::NOT_FOUND,
-            mock::status_error(404, "NotFound", "none"),
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    expect_node_states(&mut server, &["n1"]).await;
+    expect_nads(&mut server, vec![]).await;
+    let status = server
+        .expect_with(
+            Method::PATCH,
+            &format!("{NETWORK}/status"),
+            StatusCode::OK,
+            |_| object(&net),
         )
         .await;
-    let err = finish(task).await.expect_err("too large");
-    assert_eq!(err.category(), "ConfigMapTooLarge");
-    assert!(
-        err.to_string()
-            .contains("set --device-plugin-shards to 2 or more"),
-        "{err}"
-    );
+    assert_eq!(status.body["status"]["eligibleNodes"], 1);
+    server.expect_echo(Method::POST, EVENTS).await;
+    finish(task).await.expect("reconciled");
     server.expect_no_more().await;
 }
 
 #[tokio::test]
-async fn sharded_configmaps_are_read_and_written_shard_by_shard() {
+async fn the_configmap_export_is_one_configmap_when_it_fits_and_old_shards_are_emptied() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let settings = Settings {
-        device_plugin_shards: 2,
-        ..Settings::default()
-    };
-    let ctx = context_with(client, std::slice::from_ref(&net), &two_nodes(), settings);
+    let held = json!({"spec": {"devicePlugin": serde_json::from_str::<Value>(&fast_pools("ens1f0#0-3", "ens2f0#0-3")).expect("JSON")}});
+    let nodes: Vec<BondNodeState> = two_nodes().into_iter().map(|n| written(n, &held)).collect();
+    let ctx = context_with(client, std::slice::from_ref(&net), &nodes, true);
     let task = spawn(net.clone(), ctx);
+    // Two shards from `--device-plugin-shards 2`; everything fits one ConfigMap now.
+    let n1 = fast_pools("ens1f0#0-3", "ens2f0#0-3");
+    expect_configmap_reads(
+        &mut server,
+        None,
+        vec![
+            configmap("bondnet-device-plugin-config-0", json!({"n1": n1})),
+            configmap("bondnet-device-plugin-config-1", json!({"n2": n1})),
+        ],
+    )
+    .await;
+    let cm = server.expect_echo(Method::PATCH, CONFIGMAP).await;
+    let mut keys: Vec<&String> = cm.body["data"].as_object().expect("data").keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["n1", "n2"]);
+    assert_eq!(cm.body["data"]["n1"], n1.as_str());
     for shard in 0..2 {
-        server
-            .expect(
-                Method::GET,
-                &format!("{CONFIGMAP}-{shard}"),
-                StatusCode::NOT_FOUND,
-                mock::status_error(404, "NotFound", "none"),
-            )
-            .await;
-    }
-    let mut keys = Vec::new();
-    for shard in 0..2 {
-        let cm = server
+        let emptied = server
             .expect_echo(Method::PATCH, &format!("{CONFIGMAP}-{shard}"))
             .await;
-        keys.extend(cm.body["data"].as_object().expect("data").keys().cloned());
-    }
-    keys.sort();
-    assert_eq!(keys, ["n1", "n2"], "each node in exactly one shard");
-    for _ in 0..2 {
-        server
-            .expect(
-                Method::DELETE,
-                PODS,
-                StatusCode::OK,
-                list("PodList", vec![]),
-            )
-            .await;
+        assert_eq!(emptied.body["data"], json!({}), "shard {shard}");
     }
     expect_nads(&mut server, vec![]).await;
     server
@@ -624,7 +689,7 @@ async fn nothing_is_planned_before_the_node_list_has_arrived() {
         nodes: pending,
         client: ctx.client.clone(),
         settings: ctx.settings.clone(),
-        device_plugin_selector: None,
+        export_configmap: false,
         networks: ctx.networks.clone(),
         node_meta: ctx.node_meta.clone(),
         recorder: Recorder::new(
@@ -637,6 +702,7 @@ async fn nothing_is_planned_before_the_node_list_has_arrived() {
         metrics: ctx.metrics.clone(),
         failures: Mutex::new(HashMap::new()),
         memo: Memo::default(),
+        written: Mutex::new(HashMap::new()),
     });
     let task = spawn(net, ctx);
     server.expect_no_more().await;
@@ -667,44 +733,25 @@ fn slow() -> BondNetwork {
 }
 
 #[tokio::test]
-async fn two_networks_reconciled_after_one_change_share_one_plan_and_one_configmap_write() {
+async fn two_networks_reconciled_after_one_change_share_one_plan_and_one_write_per_node() {
     let (client, mut server) = mock::client();
     let (fast, slow) = (fast(true), slow());
     let ctx = context(client, &[fast.clone(), slow.clone()], &two_nodes());
 
-    // The first reconcile plans both networks and writes the ConfigMap with both.
+    // The first reconcile plans both networks and writes each node's state with both.
     let task = spawn(fast.clone(), ctx.clone());
-    server
-        .expect(
-            Method::GET,
-            CONFIGMAP,
-            StatusCode::NOT_FOUND,
-            mock::status_error(404, "NotFound", "none"),
-        )
-        .await;
-    let cm = server.expect_echo(Method::PATCH, CONFIGMAP).await.body;
-    let n1: Value =
-        serde_json::from_str(cm["data"]["n1"].as_str().expect("n1 key")).expect("n1 JSON");
-    let resources: Vec<&str> = n1["resourceList"]
-        .as_array()
-        .expect("resourceList")
-        .iter()
-        .filter_map(|r| r["resourceName"].as_str())
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
+    let resources: Vec<String> = pools(&states[0])
+        .resource_list
+        .into_iter()
+        .map(|r| r.resource_name)
         .collect();
     assert!(
-        resources.contains(&"telco_fast_p0") && resources.contains(&"telco_slow_p0"),
+        resources.iter().any(|r| r == "telco_fast_p0")
+            && resources.iter().any(|r| r == "telco_slow_p0"),
         "{resources:?}"
     );
-    for _ in 0..2 {
-        server
-            .expect(
-                Method::DELETE,
-                PODS,
-                StatusCode::OK,
-                list("PodList", vec![]),
-            )
-            .await;
-    }
     expect_nads(&mut server, vec![]).await;
     server
         .expect_with(
@@ -718,12 +765,10 @@ async fn two_networks_reconciled_after_one_change_share_one_plan_and_one_configm
     finish(task).await.expect("fast reconciled");
     assert_eq!(ctx.metrics.plans.get(), 1);
 
-    // The second reads back that ConfigMap, reuses the plan, and writes only its own objects:
-    // no ConfigMap apply and no device-plugin restart.
+    // The second runs before the store has caught up with those writes: it reuses the plan
+    // and writes only its own objects, no node state a second time.
     let task = spawn(slow.clone(), ctx.clone());
-    server
-        .expect(Method::GET, CONFIGMAP, StatusCode::OK, cm)
-        .await;
+    expect_configmap_reads(&mut server, None, vec![]).await;
     for name in ["slow-p0", "slow-p1", "slow"] {
         server
             .expect_echo(Method::PATCH, &format!("{NADS}/{name}"))

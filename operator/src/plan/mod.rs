@@ -39,16 +39,14 @@ pub use vf_ranges::{Allocation, PfRange};
 /// How many ineligible nodes a status lists by name.
 pub const MAX_LISTED_INELIGIBLE: usize = 50;
 
-/// Where the device-plugin config goes.
+/// Where the device-plugin ConfigMap export goes (each node's own config lives in its
+/// BondNodeState's spec).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// Namespace of the device-plugin ConfigMap.
+    /// Namespace of the device-plugin ConfigMaps.
     pub device_plugin_namespace: String,
-    /// Name of the device-plugin ConfigMap (the base name when sharded).
+    /// Name of the device-plugin ConfigMap (the base name when it takes several shards).
     pub device_plugin_configmap: String,
-    /// How many ConfigMaps the per-node keys are spread over (at least 1), so that none
-    /// passes the API server's 1 MiB object limit on large clusters.
-    pub device_plugin_shards: u32,
 }
 
 impl Default for Settings {
@@ -56,7 +54,6 @@ impl Default for Settings {
         Self {
             device_plugin_namespace: keys::DEVICE_PLUGIN_NAMESPACE.to_owned(),
             device_plugin_configmap: keys::DEVICE_PLUGIN_CONFIGMAP.to_owned(),
-            device_plugin_shards: 1,
         }
     }
 }
@@ -570,41 +567,75 @@ fn count_u32(n: usize) -> u32 {
 /// 1 MiB, and metadata needs some room.
 pub const MAX_CONFIGMAP_DATA_BYTES: usize = 1_000_000;
 
-/// The device-plugin ConfigMaps, one per shard in shard order (every shard, even an empty
-/// one, so keys of nodes that moved or left are cleared): one key per node, named after it,
-/// holding that node's JSON.
+/// What a shard is filled to before another is added: room for a quarter more.
+pub const SHARD_TARGET_BYTES: usize = MAX_CONFIGMAP_DATA_BYTES * 3 / 4;
+
+/// Most shards the export is spread over (about 750 MB of config).
+pub const MAX_SHARDS: u32 = 1024;
+
+/// The device-plugin ConfigMap export, sharded by size: one ConfigMap named after the
+/// settings while everything fits [`SHARD_TARGET_BYTES`], else `<name>-0` .. `<name>-<n-1>`
+/// with `n` a power of two, each node's key in shard `hash(node) % n` (so doubling moves
+/// about half the keys, and a node's shard depends on nothing else). One key per node,
+/// named after it, holding that node's JSON.
 pub fn device_plugin_configmaps(plan: &Plan<'_>) -> Vec<ConfigMap> {
-    let shards = plan.settings.device_plugin_shards.max(1);
-    let mut data: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); shards as usize];
-    for (node, config) in &plan.device_plugin {
-        let shard = names::device_plugin_shard(node, shards) as usize;
-        if let Some(keys) = data.get_mut(shard) {
-            keys.insert(
-                (*node).to_owned(),
-                serde_json::to_string(config).unwrap_or_default(),
-            );
-        }
+    let entries: Vec<(&str, String)> = plan
+        .device_plugin
+        .iter()
+        .map(|(node, config)| (*node, serde_json::to_string(config).unwrap_or_default()))
+        .collect();
+    let total: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut shards = 1u32;
+    while usize::try_from(shards).unwrap_or(usize::MAX) * SHARD_TARGET_BYTES < total
+        && shards < MAX_SHARDS
+    {
+        shards *= 2;
     }
-    (0u32..)
-        .zip(data)
-        .map(|(shard, data)| ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(names::device_plugin_configmap_name(
-                    &plan.settings.device_plugin_configmap,
-                    shards,
-                    shard,
-                )),
-                namespace: Some(plan.settings.device_plugin_namespace.clone()),
-                labels: Some(BTreeMap::from([(
-                    keys::LABEL_MANAGED_BY.to_owned(),
-                    keys::MANAGED_BY.to_owned(),
-                )])),
-                ..ObjectMeta::default()
-            },
-            data: Some(data),
-            ..ConfigMap::default()
-        })
-        .collect()
+    loop {
+        let mut data: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); shards as usize];
+        for (node, json) in &entries {
+            let shard = names::device_plugin_shard(node, shards) as usize;
+            if let Some(keys) = data.get_mut(shard) {
+                keys.insert((*node).to_owned(), json.clone());
+            }
+        }
+        let fits = data.iter().all(|d| {
+            d.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() <= MAX_CONFIGMAP_DATA_BYTES
+        });
+        // Hashing can overfill one shard: double until every shard fits.
+        if fits || shards >= MAX_SHARDS {
+            return (0u32..)
+                .zip(data)
+                .map(|(shard, data)| configmap_shard(&plan.settings, shards, shard, data))
+                .collect();
+        }
+        shards *= 2;
+    }
+}
+
+fn configmap_shard(
+    settings: &Settings,
+    shards: u32,
+    shard: u32,
+    data: BTreeMap<String, String>,
+) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(names::device_plugin_configmap_name(
+                &settings.device_plugin_configmap,
+                shards,
+                shard,
+            )),
+            namespace: Some(settings.device_plugin_namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                keys::LABEL_MANAGED_BY.to_owned(),
+                keys::MANAGED_BY.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        data: Some(data),
+        ..ConfigMap::default()
+    }
 }
 
 /// Bytes of a ConfigMap's data (keys and values).
@@ -615,16 +646,6 @@ pub fn configmap_data_bytes(configmap: &ConfigMap) -> usize {
         .flatten()
         .map(|(k, v)| k.len() + v.len())
         .sum()
-}
-
-/// The shard count that keeps every ConfigMap under the limit with room to grow (a
-/// quarter), for messages that tell the user what to set.
-pub fn shards_needed(configmaps: &[ConfigMap]) -> u32 {
-    let total: usize = configmaps.iter().map(configmap_data_bytes).sum();
-    let per_shard = MAX_CONFIGMAP_DATA_BYTES * 3 / 4;
-    u32::try_from(total.div_ceil(per_shard))
-        .unwrap_or(u32::MAX)
-        .max(1)
 }
 
 #[cfg(test)]

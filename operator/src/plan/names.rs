@@ -81,7 +81,7 @@ pub fn network_label_value(network: &str) -> String {
     bounded(network.to_owned(), MAX_QUALIFIED_NAME, '-', network)
 }
 
-/// Which device-plugin ConfigMap shard holds `node`'s config.
+/// Which device-plugin ConfigMap shard holds `node`'s config (the count is chosen by size).
 pub fn device_plugin_shard(node: &str, shards: u32) -> u32 {
     if shards <= 1 {
         return 0;

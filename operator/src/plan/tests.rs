@@ -416,34 +416,54 @@ fn only_the_first_50_ineligible_nodes_are_kept_but_all_are_counted() {
 }
 
 #[test]
-fn sharded_configmaps_partition_the_nodes_and_read_back_whole() {
+fn a_small_export_is_one_configmap_under_the_configured_name() {
     let networks = [network("ns", "a", |_| {})];
     let nodes: Vec<BondNodeState> = (0..20)
         .map(|i| node_with_cards(&format!("n{i:02}"), &[], 2, 8))
         .collect();
-    let settings = Settings {
-        device_plugin_shards: 3,
-        ..Settings::default()
-    };
     let plan = super::plan(&Inputs {
         networks: &networks,
         nodes: &nodes,
         node_labels: &NO_LABELS,
         previous: &NO_PREVIOUS,
-        settings: &settings,
+        settings: &Settings::default(),
     });
     let cms = device_plugin_configmaps(&plan);
-    let names: Vec<_> = cms.iter().filter_map(|c| c.metadata.name.clone()).collect();
+    assert_eq!(cms.len(), 1);
     assert_eq!(
-        names,
-        [
-            "bondnet-device-plugin-config-0",
-            "bondnet-device-plugin-config-1",
-            "bondnet-device-plugin-config-2"
-        ]
+        cms[0].metadata.name.as_deref(),
+        Some("bondnet-device-plugin-config")
     );
+    assert_eq!(cms[0].data.as_ref().map(BTreeMap::len), Some(20));
+}
+
+#[test]
+fn a_large_export_is_sharded_by_size_each_shard_under_the_limit_and_reads_back_whole() {
+    let networks = [network("ns", "a", |_| {})];
+    // About 280 bytes of config per node: 8,000 nodes hold about 2.2 MB.
+    let nodes: Vec<BondNodeState> = (0..8000)
+        .map(|i| node_with_cards(&format!("worker-node-with-a-long-name-{i:04}"), &[], 2, 8))
+        .collect();
+    let plan = super::plan(&Inputs {
+        networks: &networks,
+        nodes: &nodes,
+        node_labels: &NO_LABELS,
+        previous: &NO_PREVIOUS,
+        settings: &Settings::default(),
+    });
+    let cms = device_plugin_configmaps(&plan);
+    assert_eq!(cms.len(), 4, "2.2 MB over 750 kB shards, a power of two");
+    let names: Vec<_> = cms.iter().filter_map(|c| c.metadata.name.clone()).collect();
+    assert_eq!(names[0], "bondnet-device-plugin-config-0");
+    assert_eq!(names[3], "bondnet-device-plugin-config-3");
     let mut configs = BTreeMap::new();
     for cm in &cms {
+        assert!(
+            configmap_data_bytes(cm) <= MAX_CONFIGMAP_DATA_BYTES,
+            "{:?} holds {} bytes",
+            cm.metadata.name,
+            configmap_data_bytes(cm)
+        );
         for (node, json) in cm.data.iter().flatten() {
             let config: DevicePluginConfig = serde_json::from_str(json).expect("json");
             assert!(
@@ -452,8 +472,7 @@ fn sharded_configmaps_partition_the_nodes_and_read_back_whole() {
             );
         }
     }
-    assert_eq!(configs.len(), 20);
+    assert_eq!(configs.len(), 8000);
     let back = Allocation::from_device_plugin_configs(configs.iter().map(|(k, v)| (k.as_str(), v)));
     assert_eq!(back, plan.allocation());
-    assert_eq!(shards_needed(&cms), 1);
 }
