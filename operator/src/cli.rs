@@ -36,6 +36,16 @@ pub struct WebhookArgs {
     /// Address of the HTTPS server (`POST /mutate`, `GET /healthz`, `GET /readyz`).
     #[arg(long, env = "BONDNET_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: std::net::SocketAddr,
+    /// Address of the plain-HTTP `GET /metrics` and `GET /healthz`.
+    #[arg(
+        long,
+        env = "BONDNET_WEBHOOK_METRICS_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub metrics_address: std::net::SocketAddr,
+    /// Connections served at once; past that the listener waits.
+    #[arg(long, env = "BONDNET_WEBHOOK_MAX_CONNECTIONS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 
     /// Admit pods naming a BondNetwork that is not Ready (they wait for their VFs) instead
     /// of denying them with the reason.

@@ -110,6 +110,11 @@ async fn webhook(args: WebhookArgs) -> bondnet::Result<()> {
         },
         tls,
         cert_check_interval: Duration::from_secs(args.cert_check_seconds),
+        metrics_listen: args.metrics_address,
+        limits: bondnet::webhook::server::Limits {
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            ..Default::default()
+        },
     };
     let client = kube::Client::try_default().await.map_err(Error::Client)?;
     bondnet::webhook::run(client, config).await

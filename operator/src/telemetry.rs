@@ -191,6 +191,77 @@ impl Metrics {
     }
 }
 
+// === the webhook's metrics ===
+
+/// Labels of a review: its outcome and, for denials and errors, why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    /// `patched`, `unchanged`, `denied` or `error`.
+    pub outcome: &'static str,
+    /// The denial's reason (`NotReady`, `InvalidAnnotation`, ...) or the error's kind
+    /// (`BadRequest`, `Deadline`, `Render`); empty otherwise.
+    pub reason: &'static str,
+}
+
+/// The webhook's metrics, registered under the `bondnet_webhook_` prefix.
+#[derive(Debug)]
+pub struct WebhookMetrics {
+    registry: Registry,
+    /// Reviews answered, by outcome.
+    pub reviews: Family<ReviewLabels, Counter>,
+    /// Time from the request's arrival to its answer, in seconds.
+    pub review_duration: Histogram,
+    /// Connections being served.
+    pub connections: Gauge,
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("bondnet_webhook");
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        let review_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
+        let connections = Gauge::default();
+        registry.register(
+            "reviews",
+            "AdmissionReviews answered, by outcome (patched, unchanged, denied, error) and reason",
+            reviews.clone(),
+        );
+        registry.register(
+            "review_duration_seconds",
+            "Time from a review's arrival to its answer",
+            review_duration.clone(),
+        );
+        registry.register(
+            "connections",
+            "HTTPS connections being served",
+            connections.clone(),
+        );
+        Self {
+            registry,
+            reviews,
+            review_duration,
+            connections,
+        }
+    }
+}
+
+impl WebhookMetrics {
+    /// Counts one review.
+    pub fn count_review(&self, outcome: &'static str, reason: &'static str) {
+        self.reviews
+            .get_or_create(&ReviewLabels { outcome, reason })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};

@@ -264,6 +264,10 @@ def test_default_install_renders_every_component_with_least_privilege():
     assert budget["spec"]["selector"]["matchLabels"] == find(objects, "Deployment", "-webhook")["spec"]["selector"]["matchLabels"]
     webhook_env = {e["name"]: e.get("value") for e in find(objects, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert webhook_env["BONDNET_WEBHOOK_CONFIGURATION"] == find(objects, "MutatingWebhookConfiguration")["metadata"]["name"]
+    webhook_container = find(objects, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in webhook_container["ports"]}
+    assert webhook_env["BONDNET_WEBHOOK_METRICS_ADDRESS"] == f"0.0.0.0:{ports['metrics']}", (webhook_env, ports)
+    assert ports["metrics"] != ports["https"], ports
 
     for o in objects:
         text = json.dumps(o)

@@ -41,6 +41,10 @@ pub struct Config {
     pub tls: tls::TlsSource,
     /// How often the certificate is checked (renewed, reloaded, caBundle re-asserted).
     pub cert_check_interval: Duration,
+    /// Address of the plain-HTTP `/metrics` and `/healthz`.
+    pub metrics_listen: SocketAddr,
+    /// Timeouts, the connection limit and the drain time.
+    pub limits: server::Limits,
 }
 
 /// The BondNetworks the webhook reads, from a reflector store.
@@ -82,13 +86,31 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         config.cert_check_interval,
     ));
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::WebhookListen {
-            address: config.listen,
-            source,
-        })?;
-    tracing::info!(address = %config.listen, "serving admission reviews");
+    let bind = |address: SocketAddr| async move {
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| Error::WebhookListen { address, source })
+    };
+    let listener = bind(config.listen).await?;
+    let metrics_listener = bind(config.metrics_listen).await?;
+    let metrics = Arc::new(crate::telemetry::WebhookMetrics::default());
+
+    // SIGTERM stops both servers; the HTTPS one finishes reviews in flight first.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::telemetry::shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    tokio::spawn(server::serve_metrics(
+        metrics_listener,
+        metrics.clone(),
+        until_stopped(stopped.clone()),
+    ));
+    tracing::info!(address = %config.listen, metrics = %config.metrics_listen, "serving admission reviews");
     server::serve(
         listener,
         resolver,
@@ -96,7 +118,10 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
             networks: store,
             not_ready: config.not_ready,
             synced,
+            metrics,
         }),
+        config.limits,
+        until_stopped(stopped),
     )
     .await
 }

@@ -58,7 +58,20 @@ pub enum Decision {
     /// Admit with this JSONPatch (RFC 6902) applied.
     Patch(Vec<Value>),
     /// Refuse, with a message for the person who created the pod.
-    Deny(String),
+    Deny {
+        /// A stable PascalCase label for metrics: `InvalidAnnotation`, `NotReady`,
+        /// `StatusInvalid`, `DuplicateNetwork`, `InterfaceClash`, `Resources` or `Render`.
+        reason: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// Why a pod is refused: the label and the message.
+type Denial = (&'static str, String);
+
+fn deny(reason: &'static str) -> impl FnOnce(String) -> Denial {
+    move |message| (reason, message)
 }
 
 // === the annotation ===
@@ -247,20 +260,28 @@ fn expansion(
     name: &str,
     network: &BondNetwork,
     policy: NotReadyPolicy,
-) -> Result<Expansion, String> {
+) -> Result<Expansion, Denial> {
     let key = names::network_key(namespace, name);
     match (not_ready_reason(network), policy) {
         (None, _) => {
             let status = network.status.clone().unwrap_or_default();
             expansion_from_status(namespace, name, &status).map_err(|e| {
-                format!("BondNetwork {key} is Ready but its {e}; the controller will rewrite it")
+                (
+                    "StatusInvalid",
+                    format!(
+                        "BondNetwork {key} is Ready but its {e}; the controller will rewrite it"
+                    ),
+                )
             })
         }
         (Some(_), NotReadyPolicy::Allow) => Ok(expansion_from_spec(namespace, name, network)),
-        (Some(reason), NotReadyPolicy::Deny) => Err(format!(
-            "BondNetwork {key} is not Ready ({reason}), so this pod could not get its bond; \
-             see `kubectl describe bondnetwork -n {namespace} {name}`, or install the chart \
-             with webhook.allowNotReady=true to admit such pods and let them wait"
+        (Some(reason), NotReadyPolicy::Deny) => Err((
+            "NotReady",
+            format!(
+                "BondNetwork {key} is not Ready ({reason}), so this pod could not get its bond; \
+                 see `kubectl describe bondnetwork -n {namespace} {name}`, or install the chart \
+                 with webhook.allowNotReady=true to admit such pods and let them wait"
+            ),
         )),
     }
 }
@@ -277,7 +298,7 @@ pub fn mutate(
     match plan_patch(pod, namespace, networks, policy) {
         Ok(patch) if patch.is_empty() => Decision::Allow,
         Ok(patch) => Decision::Patch(patch),
-        Err(message) => Decision::Deny(message),
+        Err((reason, message)) => Decision::Deny { reason, message },
     }
 }
 
@@ -286,13 +307,14 @@ fn plan_patch(
     namespace: &str,
     networks: &impl Networks,
     policy: NotReadyPolicy,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, Denial> {
     let annotations = pod.metadata.annotations.as_ref();
     let Some(raw) = annotations.and_then(|a| a.get(keys::ANNOTATION_POD_NETWORKS)) else {
         return Ok(Vec::new());
     };
     let entries = parse_networks(raw)
-        .map_err(|e| format!("annotation {}: {e}", keys::ANNOTATION_POD_NETWORKS))?;
+        .map_err(|e| format!("annotation {}: {e}", keys::ANNOTATION_POD_NETWORKS))
+        .map_err(deny("InvalidAnnotation"))?;
 
     // Which entries name a BondNetwork's bond NAD, and what each expands to.
     let mut bonds: BTreeMap<usize, Expansion> = BTreeMap::new();
@@ -303,11 +325,11 @@ fn plan_patch(
             continue;
         };
         if !seen.insert((ns.to_owned(), entry.name.clone())) {
-            return Err(format!(
+            return Err(deny("DuplicateNetwork")(format!(
                 "annotation {} names BondNetwork {} twice; a pod carries at most one bond of each BondNetwork",
                 keys::ANNOTATION_POD_NETWORKS,
                 names::network_key(ns, &entry.name)
-            ));
+            )));
         }
         bonds.insert(index, expansion(ns, &entry.name, &network, policy)?);
     }
@@ -316,19 +338,22 @@ fn plan_patch(
     }
 
     let expanded = expand(&entries, namespace, &bonds);
-    check_interfaces_unique(&expanded)?;
+    check_interfaces_unique(&expanded).map_err(deny("InterfaceClash"))?;
 
     let mut patch = Vec::new();
     if expanded != entries {
         let value = serde_json::to_string(&expanded)
-            .map_err(|e| format!("cannot render the expanded network list: {e}"))?;
+            .map_err(|e| format!("cannot render the expanded network list: {e}"))
+            .map_err(deny("Render"))?;
         patch.push(json!({
             "op": "replace",
             "path": format!("/metadata/annotations/{}", json_pointer_escape(keys::ANNOTATION_POD_NETWORKS)),
             "value": value,
         }));
     }
-    if let Some(op) = resources_patch(pod, &expanded, namespace, &bonds)? {
+    if let Some(op) =
+        resources_patch(pod, &expanded, namespace, &bonds).map_err(deny("Resources"))?
+    {
         patch.push(op);
     }
     Ok(patch)

@@ -1,27 +1,68 @@
 //! The HTTPS server: TLS with a hot-swappable certificate, `POST /mutate` taking an
-//! AdmissionReview for pods, `GET /healthz` and `GET /readyz`.
+//! AdmissionReview for pods, `GET /healthz` and `GET /readyz`; and `/metrics` over plain HTTP
+//! on its own port, as the controller serves it.
+//!
+//! Limits: a TLS handshake and a request's headers must arrive within [`Limits`]' timeouts, at
+//! most `max_connections` connections are served at once (past that the listener is not read,
+//! so the kernel's backlog holds the rest), and a review is answered within the API server's
+//! own deadline (`?timeout=10s` in the URL, from `timeoutSeconds`), or a 504 says it could not
+//! be. On shutdown the listener closes, idle connections end, and reviews in flight finish
+//! (for at most `drain_timeout`).
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::mutate::{self, Decision, Networks, NotReadyPolicy};
 use super::tls::CertResolver;
 use crate::error::{Error, Result};
+use crate::telemetry::WebhookMetrics;
 
 /// Largest AdmissionReview accepted (the API server's own request limit is 3 MiB).
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The server's limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Time for a client to finish the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time for a request's headers to arrive once the client starts sending them.
+    pub header_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Deadline of a review whose URL names none (the API server's default is 10 s).
+    pub default_deadline: Duration,
+    /// On shutdown, how long reviews in flight may take to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            default_deadline: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
 
 /// What `/mutate` needs: the networks, the policy, and whether the store has synced.
 pub struct Admission<N> {
@@ -31,24 +72,41 @@ pub struct Admission<N> {
     pub not_ready: NotReadyPolicy,
     /// True once the BondNetwork list has been read; `/readyz` reports it.
     pub synced: Arc<AtomicBool>,
+    /// Reviews by outcome and their latency.
+    pub metrics: Arc<WebhookMetrics>,
 }
+
+/// How one review ended, for the metrics: outcome and reason.
+pub type Outcome = (&'static str, &'static str);
 
 impl<N: Networks> Admission<N> {
     /// Answers one AdmissionReview.
     pub fn review(&self, review: AdmissionReview<Pod>) -> AdmissionReview<DynamicObject> {
+        self.decide(review).0
+    }
+
+    /// Answers one AdmissionReview and says how it ended.
+    pub fn decide(
+        &self,
+        review: AdmissionReview<Pod>,
+    ) -> (AdmissionReview<DynamicObject>, Outcome) {
         let request: AdmissionRequest<Pod> = match review.try_into() {
             Ok(request) => request,
             Err(err) => {
-                return AdmissionResponse::invalid(format!("not an AdmissionReview request: {err}"))
-                    .into_review()
+                return (
+                    AdmissionResponse::invalid(format!("not an AdmissionReview request: {err}"))
+                        .into_review(),
+                    ("error", "BadRequest"),
+                )
             }
         };
         let response = AdmissionResponse::from(&request);
+        let unchanged = ("unchanged", "");
         if request.operation != Operation::Create {
-            return response.into_review();
+            return (response.into_review(), unchanged);
         }
         let Some(pod) = request.object.as_ref() else {
-            return response.into_review();
+            return (response.into_review(), unchanged);
         };
         let namespace = request
             .namespace
@@ -62,10 +120,10 @@ impl<N: Networks> Admission<N> {
             .or(pod.metadata.generate_name.as_deref())
             .unwrap_or("");
         match mutate::mutate(pod, namespace, &self.networks, self.not_ready) {
-            Decision::Allow => response.into_review(),
-            Decision::Deny(message) => {
-                tracing::info!(pod = %format!("{namespace}/{pod_name}"), %message, "denied");
-                response.deny(message).into_review()
+            Decision::Allow => (response.into_review(), unchanged),
+            Decision::Deny { reason, message } => {
+                tracing::info!(pod = %format!("{namespace}/{pod_name}"), reason, %message, "denied");
+                (response.deny(message).into_review(), ("denied", reason))
             }
             Decision::Patch(ops) => {
                 let patch =
@@ -80,23 +138,29 @@ impl<N: Networks> Admission<N> {
                 match patch {
                     Ok(patched) => {
                         tracing::debug!(pod = %format!("{namespace}/{pod_name}"), "expanded");
-                        patched.into_review()
+                        (patched.into_review(), ("patched", ""))
                     }
-                    Err(err) => response
-                        .deny(format!("bondnet could not render its patch: {err}"))
-                        .into_review(),
+                    Err(err) => (
+                        response
+                            .deny(format!("bondnet could not render its patch: {err}"))
+                            .into_review(),
+                        ("error", "Render"),
+                    ),
                 }
             }
         }
     }
 }
 
-/// Serves HTTPS on `listener` until the task is dropped. Each connection runs in its own task;
-/// a failed handshake or connection is logged and forgotten.
+/// Serves HTTPS on `listener` until `shutdown` resolves, then stops accepting, lets reviews in
+/// flight finish (up to `limits.drain_timeout`) and returns. Each connection runs in its own
+/// task; a failed handshake or connection is logged and forgotten.
 pub async fn serve<N>(
     listener: TcpListener,
     resolver: Arc<CertResolver>,
     admission: Arc<Admission<N>>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
 ) -> Result<()>
 where
     N: Networks + Send + Sync + 'static,
@@ -112,41 +176,156 @@ where
     })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(config));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let (drain, draining) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(error = %err, "accept failed");
-                continue;
-            }
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
         };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
         let acceptor = acceptor.clone();
         let admission = admission.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(stream).await {
-                Ok(tls) => tls,
-                Err(err) => {
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = service_fn(move |request| {
-                let admission = admission.clone();
-                async move { Ok::<_, Infallible>(route(request, &admission).await) }
-            });
-            if let Err(err) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
+        let limits = limits.clone();
+        let draining = draining.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let metrics = admission.metrics.clone();
+            metrics.connections.inc();
+            connection(stream, peer, acceptor, admission, &limits, draining).await;
+            metrics.connections.dec();
         });
     }
+    drop(listener);
+    let in_flight = connections.len();
+    tracing::info!(
+        connections = in_flight,
+        "stopped accepting; finishing reviews in flight"
+    );
+    let _ = drain.send(true);
+    let finished = tokio::time::timeout(limits.drain_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            "connections still open after the drain timeout; closing them"
+        );
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// One connection: the handshake within its timeout, then HTTP/1.1 until the client closes,
+/// an idle timeout passes, or the server drains.
+async fn connection<N>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    admission: Arc<Admission<N>>,
+    limits: &Limits,
+    mut draining: watch::Receiver<bool>,
+) where
+    N: Networks + Send + Sync + 'static,
+{
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, timeout = ?limits.handshake_timeout, "TLS handshake timed out");
+            return;
+        }
+    };
+    let default_deadline = limits.default_deadline;
+    let service = service_fn(move |request| {
+        let admission = admission.clone();
+        async move { Ok::<_, Infallible>(route(request, &admission, default_deadline).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = async { let _ = draining.wait_for(|d| *d).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// The deadline the API server set in the URL (`timeout=10s`, a Go duration), less a tenth
+/// so the answer is back before the API server gives up.
+pub fn deadline(query: Option<&str>, default: Duration) -> Duration {
+    let timeout = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(go_duration)
+        .unwrap_or(default);
+    timeout.saturating_sub(timeout / 10)
+}
+
+/// A Go duration string such as `10s`, `1m30s`, `1.5s` or `500ms`.
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text;
+    let mut total = 0.0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += number * seconds;
+        rest = &rest[unit_end..];
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 async fn route<N: Networks>(
     request: Request<Incoming>,
     admission: &Admission<N>,
+    default_deadline: Duration,
 ) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
@@ -158,43 +337,134 @@ async fn route<N: Networks>(
             "the BondNetwork list has not been read yet",
         ),
         (&Method::POST, "/mutate") => {
-            let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-                .collect()
-                .await
-            {
-                Ok(body) => body.to_bytes(),
-                Err(err) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        &format!("cannot read the body: {err}"),
-                    )
-                }
-            };
-            let review: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
-                Ok(review) => review,
-                Err(err) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        &format!("the body is not an AdmissionReview of a Pod: {err}"),
-                    )
-                }
-            };
-            match serde_json::to_vec(&admission.review(review)) {
-                Ok(json) => Response::builder()
-                    .status(StatusCode::OK)
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(Bytes::from(json)))
-                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response")),
-                Err(err) => text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("cannot render the AdmissionReview: {err}"),
-                ),
-            }
+            let started = Instant::now();
+            let deadline = deadline(request.uri().query(), default_deadline);
+            let (response, (outcome, reason)) =
+                match tokio::time::timeout(deadline, mutate_route(request, admission)).await {
+                    Ok(answered) => answered,
+                    Err(_) => (
+                        text(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            &format!(
+                                "the AdmissionReview did not arrive within {deadline:?}, \
+                                 inside the API server's timeout"
+                            ),
+                        ),
+                        ("error", "Deadline"),
+                    ),
+                };
+            admission.metrics.count_review(outcome, reason);
+            admission
+                .metrics
+                .review_duration
+                .observe(started.elapsed().as_secs_f64());
+            response
         }
         _ => text(
             StatusCode::NOT_FOUND,
             "bondnet webhook: POST /mutate, GET /healthz, GET /readyz",
         ),
+    }
+}
+
+async fn mutate_route<N: Networks>(
+    request: Request<Incoming>,
+    admission: &Admission<N>,
+) -> (Response<Full<Bytes>>, Outcome) {
+    let bad_request = ("error", "BadRequest");
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(err) => {
+            return (
+                text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("cannot read the body: {err}"),
+                ),
+                bad_request,
+            )
+        }
+    };
+    let review: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(err) => {
+            return (
+                text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the body is not an AdmissionReview of a Pod: {err}"),
+                ),
+                bad_request,
+            )
+        }
+    };
+    let (review, outcome) = admission.decide(review);
+    match serde_json::to_vec(&review) {
+        Ok(json) => (
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(json)))
+                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response")),
+            outcome,
+        ),
+        Err(err) => (
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("cannot render the AdmissionReview: {err}"),
+            ),
+            ("error", "Render"),
+        ),
+    }
+}
+
+/// Serves `/metrics` (OpenMetrics text) and `/healthz` over plain HTTP until `shutdown`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Arc<WebhookMetrics>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let response = match request.uri().path() {
+                    "/metrics" => Response::builder()
+                        .header(
+                            http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )
+                        .body(Full::new(Bytes::from(metrics.encode())))
+                        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "metrics")),
+                    "/healthz" => text(StatusCode::OK, "ok"),
+                    _ => text(StatusCode::NOT_FOUND, "GET /metrics, GET /healthz"),
+                };
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            if let Err(err) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %err, "metrics connection ended");
+            }
+        });
     }
 }
 
@@ -261,8 +531,16 @@ mod tests {
         })
     }
 
-    /// Starts the server on loopback with a fresh CA; returns its address and the CA PEM.
-    async fn start_server() -> (std::net::SocketAddr, String) {
+    /// A running server on loopback with a fresh CA.
+    struct Running {
+        address: std::net::SocketAddr,
+        ca: String,
+        metrics: Arc<WebhookMetrics>,
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<()>>,
+    }
+
+    async fn start_with(limits: Limits) -> Running {
         let bundle = cert::new_bundle(&["localhost".to_owned()], time::OffsetDateTime::now_utc())
             .expect("bundle");
         let resolver = Arc::new(CertResolver::default());
@@ -273,23 +551,38 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let networks: BTreeMap<(String, String), BondNetwork> =
             BTreeMap::from([(("demo".to_owned(), "bond-net1".to_owned()), ready_network())]);
+        let metrics = Arc::new(WebhookMetrics::default());
         let admission = Arc::new(Admission {
             networks,
             not_ready: NotReadyPolicy::Deny,
             synced: Arc::new(AtomicBool::new(true)),
+            metrics: metrics.clone(),
         });
-        tokio::spawn(serve(listener, resolver, admission));
-        (address, bundle.ca_cert)
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, resolver, admission, limits, async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            address,
+            ca: bundle.ca_cert,
+            metrics,
+            stop,
+            task,
+        }
     }
 
-    /// One HTTPS request trusting only `ca_pem`; returns the status code and body.
-    async fn https(
+    /// Starts the server with the default limits; returns its address and the CA PEM.
+    async fn start_server() -> (std::net::SocketAddr, String) {
+        let running = start_with(Limits::default()).await;
+        std::mem::forget(running.stop);
+        (running.address, running.ca)
+    }
+
+    /// A TLS connection trusting only `ca_pem`.
+    async fn connect(
         address: std::net::SocketAddr,
         ca_pem: &str,
-        method: &str,
-        path: &str,
-        body: &str,
-    ) -> (u16, String) {
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         for ca in rustls_pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -303,12 +596,36 @@ mod tests {
         .with_root_certificates(roots)
         .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(address)
-            .await
-            .expect("connect");
+        let tcp = tokio::net::TcpStream::connect(address).await?;
         let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-        let mut tls = connector
-            .connect(name, tcp)
+        connector.connect(name, tcp).await
+    }
+
+    /// Reads a whole `Connection: close` response; returns the status and the body.
+    async fn read_response(
+        tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    ) -> (u16, String) {
+        let mut response = Vec::new();
+        let _ = tls.read_to_end(&mut response).await;
+        let response = String::from_utf8(response).expect("utf-8");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, body.to_owned())
+    }
+
+    /// One HTTPS request trusting only `ca_pem`; returns the status code and body.
+    async fn https(
+        address: std::net::SocketAddr,
+        ca_pem: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, String) {
+        let mut tls = connect(address, ca_pem)
             .await
             .expect("TLS handshake verifies the chain");
         let request = format!(
@@ -316,16 +633,7 @@ mod tests {
             body.len()
         );
         tls.write_all(request.as_bytes()).await.expect("write");
-        let mut response = Vec::new();
-        tls.read_to_end(&mut response).await.expect("read");
-        let response = String::from_utf8(response).expect("utf-8");
-        let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        (status, body.to_owned())
+        read_response(&mut tls).await
     }
 
     /// The patch bytes: kube-core writes them as a JSON array of bytes, which the API server's
@@ -409,5 +717,209 @@ mod tests {
         assert_eq!(status, 400);
         assert!(body.contains("not an AdmissionReview"), "{body}");
         assert_eq!(https(address, &ca, "GET", "/nope", "").await.0, 404);
+    }
+
+    /// Headers of a review whose body is `length` bytes, sent separately.
+    fn review_head(query: &str, length: usize) -> String {
+        format!(
+            "POST /mutate{query} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        )
+    }
+
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+    #[test]
+    fn the_deadline_is_the_api_servers_timeout_less_a_tenth() {
+        let default = Duration::from_secs(10);
+        assert_eq!(
+            deadline(Some("timeout=5s"), default),
+            Duration::from_millis(4500)
+        );
+        assert_eq!(
+            deadline(Some("a=b&timeout=1m30s"), default),
+            Duration::from_secs(81)
+        );
+        assert_eq!(
+            deadline(Some("timeout=500ms"), default),
+            Duration::from_millis(450)
+        );
+        assert_eq!(deadline(None, default), Duration::from_secs(9));
+        assert_eq!(
+            deadline(Some("timeout=soon"), default),
+            Duration::from_secs(9)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_review_that_cannot_arrive_before_the_api_servers_deadline_is_answered_in_time() {
+        let running = start_with(Limits::default()).await;
+        let body = review("uid-slow", "bond-net1").to_string();
+        let mut tls = connect(running.address, &running.ca)
+            .await
+            .expect("connect");
+        // The API server allows 1 s; the body never comes.
+        tls.write_all(review_head("?timeout=1s", body.len()).as_bytes())
+            .await
+            .expect("write");
+        tls.write_all(&body.as_bytes()[..10]).await.expect("write");
+        let started = std::time::Instant::now();
+        let (status, text) = tokio::time::timeout(PATIENCE, read_response(&mut tls))
+            .await
+            .expect("the webhook answered instead of waiting for the body");
+        eprintln!("answered after {:?}", started.elapsed());
+        assert_eq!(status, 504, "{text}");
+        assert!(text.contains("did not arrive within 900ms"), "{text}");
+        let metrics = running.metrics.encode();
+        assert!(
+            metrics
+                .contains("bondnet_webhook_reviews_total{outcome=\"error\",reason=\"Deadline\"} 1"),
+            "{metrics}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_handshake_is_dropped() {
+        let running = start_with(Limits {
+            handshake_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        })
+        .await;
+        let mut tcp = tokio::net::TcpStream::connect(running.address)
+            .await
+            .expect("connect");
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(PATIENCE, tcp.read(&mut buffer))
+            .await
+            .expect("the server closed the silent connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn past_the_connection_limit_new_connections_wait_for_a_free_slot() {
+        let running = start_with(Limits {
+            max_connections: 1,
+            ..Limits::default()
+        })
+        .await;
+        let first = connect(running.address, &running.ca).await.expect("first");
+        let second = tokio::spawn({
+            let (address, ca) = (running.address, running.ca.clone());
+            async move { connect(address, &ca).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !second.is_finished(),
+            "a second connection was served past the limit of 1"
+        );
+        drop(first);
+        let second = tokio::time::timeout(PATIENCE, second)
+            .await
+            .expect("the freed slot serves the waiting connection")
+            .expect("task");
+        assert!(second.is_ok(), "{:?}", second.err());
+    }
+
+    #[tokio::test]
+    async fn on_shutdown_a_review_in_flight_finishes_and_new_connections_are_refused() {
+        let running = start_with(Limits::default()).await;
+        let body = review("uid-drain", "bond-net1").to_string();
+        let mut tls = connect(running.address, &running.ca)
+            .await
+            .expect("connect");
+        tls.write_all(review_head("", body.len()).as_bytes())
+            .await
+            .expect("write");
+        let (head, tail) = body.as_bytes().split_at(20);
+        tls.write_all(head).await.expect("write");
+        tls.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        running.stop.send(()).expect("server runs");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            connect(running.address, &running.ca).await.is_err(),
+            "a new connection was accepted after shutdown began"
+        );
+
+        tls.write_all(tail)
+            .await
+            .expect("the review in flight is still read");
+        let (status, text) = tokio::time::timeout(PATIENCE, read_response(&mut tls))
+            .await
+            .expect("answered");
+        assert_eq!(status, 200, "{text}");
+        let answer: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(answer["response"]["uid"], "uid-drain");
+        assert_eq!(answer["response"]["allowed"], true);
+        tokio::time::timeout(PATIENCE, running.task)
+            .await
+            .expect("serve returned after draining")
+            .expect("task")
+            .expect("clean shutdown");
+    }
+
+    #[tokio::test]
+    async fn reviews_are_counted_by_outcome_and_timed() {
+        let running = start_with(Limits::default()).await;
+        for (uid, annotation) in [
+            ("a", "bond-net1"),
+            ("b", "mgmt"),
+            ("c", "a/b/c"),
+            ("d", "bond-net1"),
+        ] {
+            let (status, _) = https(
+                running.address,
+                &running.ca,
+                "POST",
+                "/mutate",
+                &review(uid, annotation).to_string(),
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+        let (status, _) = https(running.address, &running.ca, "POST", "/mutate", "{}").await;
+        assert_eq!(status, 400);
+        let text = running.metrics.encode();
+        for line in [
+            "bondnet_webhook_reviews_total{outcome=\"patched\",reason=\"\"} 2",
+            "bondnet_webhook_reviews_total{outcome=\"unchanged\",reason=\"\"} 1",
+            "bondnet_webhook_reviews_total{outcome=\"denied\",reason=\"InvalidAnnotation\"} 1",
+            "bondnet_webhook_reviews_total{outcome=\"error\",reason=\"BadRequest\"} 1",
+            "bondnet_webhook_review_duration_seconds_count 5",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_over_plain_http() {
+        let metrics = Arc::new(WebhookMetrics::default());
+        metrics.count_review("denied", "NotReady");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_metrics(listener, metrics, async move {
+            let _ = stopped.await;
+        }));
+        let mut tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut reply = String::new();
+        tcp.read_to_string(&mut reply).await.expect("read");
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+        assert!(
+            reply.contains(
+                "bondnet_webhook_reviews_total{outcome=\"denied\",reason=\"NotReady\"} 1"
+            ),
+            "{reply}"
+        );
+        stop.send(()).expect("running");
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("stops")
+            .expect("task");
     }
 }

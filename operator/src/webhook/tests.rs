@@ -388,7 +388,7 @@ fn a_container_that_already_asks_for_the_vfs_is_not_given_more() {
 #[test]
 fn a_network_that_is_not_ready_is_denied_with_its_reason() {
     let networks = store(vec![not_ready_network("demo", "bond-net1")]);
-    let Decision::Deny(message) = mutate(
+    let Decision::Deny { message, .. } = mutate(
         &app_pod("bond-net1"),
         "demo",
         &networks,
@@ -408,7 +408,7 @@ fn a_network_that_is_not_ready_is_denied_with_its_reason() {
 fn a_network_never_planned_is_denied_naming_the_controller() {
     let mut network = ready_network("demo", "bond-net1", json!({}));
     network.status = None;
-    let Decision::Deny(message) = mutate(
+    let Decision::Deny { message, .. } = mutate(
         &app_pod("bond-net1"),
         "demo",
         &store(vec![network]),
@@ -430,7 +430,7 @@ fn a_stale_status_is_not_trusted() {
         NotReadyPolicy::Deny,
     );
     assert!(
-        matches!(&decision, Decision::Deny(m) if m.contains("StatusStale")),
+        matches!(&decision, Decision::Deny { message: m, .. } if m.contains("StatusStale")),
         "{decision:?}"
     );
 }
@@ -458,7 +458,7 @@ fn two_bonds_with_the_same_ifname_are_denied() {
         NotReadyPolicy::Deny,
     );
     assert!(
-        matches!(&decision, Decision::Deny(m) if m.contains("bond0p0") && m.contains("spec.ifname")),
+        matches!(&decision, Decision::Deny { message: m, .. } if m.contains("bond0p0") && m.contains("spec.ifname")),
         "{decision:?}"
     );
 }
@@ -473,7 +473,7 @@ fn the_same_bond_twice_is_denied() {
         NotReadyPolicy::Deny,
     );
     assert!(
-        matches!(&decision, Decision::Deny(m) if m.contains("twice")),
+        matches!(&decision, Decision::Deny { message: m, .. } if m.contains("twice")),
         "{decision:?}"
     );
 }
@@ -487,7 +487,7 @@ fn an_unknown_resources_container_is_denied_listing_the_containers() {
     );
     let decision = mutate(&pod, "demo", &networks, NotReadyPolicy::Deny);
     assert!(
-        matches!(&decision, Decision::Deny(m) if m.contains("\"nope\"") && m.contains("[\"app\"]")),
+        matches!(&decision, Decision::Deny { message: m, .. } if m.contains("\"nope\"") && m.contains("[\"app\"]")),
         "{decision:?}"
     );
 }
@@ -508,7 +508,7 @@ fn malformed_annotations_are_denied_saying_what_is_wrong() {
             NotReadyPolicy::Deny,
         );
         assert!(
-            matches!(&decision, Decision::Deny(m) if m.contains(expected) && m.contains("k8s.v1.cni.cncf.io/networks")),
+            matches!(&decision, Decision::Deny { message: m, .. } if m.contains(expected) && m.contains("k8s.v1.cni.cncf.io/networks")),
             "{annotation}: {decision:?}"
         );
     }
@@ -523,7 +523,7 @@ fn a_fractional_vf_request_is_denied_naming_the_container_and_field() {
     );
     let decision = mutate(&pod, "demo", &networks, NotReadyPolicy::Deny);
     assert!(
-        matches!(&decision, Decision::Deny(m) if m.contains("resources.requests") && m.contains("\"app\"")),
+        matches!(&decision, Decision::Deny { message: m, .. } if m.contains("resources.requests") && m.contains("\"app\"")),
         "{decision:?}"
     );
 }
