@@ -111,6 +111,14 @@ pub enum Error {
     #[error("lost the leader lease {lease}")]
     LostLease { lease: String },
 
+    /// A request on the leader Lease did not answer in time.
+    #[error("the {step} of the leader lease {lease} did not answer within {after:?}")]
+    LeaseTimeout {
+        lease: String,
+        step: &'static str,
+        after: std::time::Duration,
+    },
+
     /// An object could not be rendered as YAML.
     #[error("cannot render {what} as YAML: {source}")]
     RenderYaml {
@@ -168,6 +176,7 @@ impl Error {
             Self::Finalizer(_) => "Finalizer",
             Self::Serve { .. } => "Serve",
             Self::LostLease { .. } => "LostLease",
+            Self::LeaseTimeout { .. } => "LeaseTimeout",
             Self::ConfigMapTooLarge { .. } => "ConfigMapTooLarge",
             Self::StoreClosed { .. } => "StoreClosed",
             Self::Runtime(_) => "Runtime",

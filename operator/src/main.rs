@@ -77,13 +77,11 @@ async fn controller(args: ControllerArgs) -> bondnet::Result<()> {
     let config = bondnet::controller::Config {
         settings: args.device_plugin.settings(),
         export_configmap: args.device_plugin_configmap_export,
-        lease: bondnet::controller::lease::LeaseConfig {
-            namespace: args.lease_namespace,
-            name: args.lease_name,
-            identity: args.identity,
-            duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
-        },
+        lease: bondnet::controller::lease::LeaseConfig::with_defaults(
+            args.lease_namespace,
+            args.lease_name,
+            args.identity,
+        ),
         metrics_address: args.metrics_address,
     };
     bondnet::controller::run(client, config).await

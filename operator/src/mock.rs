@@ -87,6 +87,40 @@ impl MockApi {
         Seen { method, uri, body }
     }
 
+    /// Waits for the next request, whatever it is, and answers it with what `respond` returns
+    /// for its method, path and body.
+    pub async fn expect_any(
+        &mut self,
+        respond: impl FnOnce(&Method, &str, &serde_json::Value) -> (StatusCode, serde_json::Value),
+    ) -> Seen {
+        let next = tokio::time::timeout(Duration::from_secs(1), self.handle.next_request()).await;
+        let (request, send) = next
+            .unwrap_or_else(|_| panic!("no request arrived"))
+            .unwrap_or_else(|| panic!("the client went away"));
+        let method = request.method().clone();
+        let uri = request.uri().to_string();
+        let path = request.uri().path().to_owned();
+        let bytes = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("request body");
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("request body is JSON")
+        };
+        let (status, response) = respond(&method, &path, &body);
+        let reply = Response::builder()
+            .status(status)
+            .body(Body::from(
+                serde_json::to_vec(&response).expect("response JSON"),
+            ))
+            .expect("response");
+        send.send_response(reply);
+        Seen { method, uri, body }
+    }
+
     /// Asserts that no further request arrives within 100 ms.
     pub async fn expect_no_more(&mut self) {
         let next =

@@ -68,7 +68,7 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         ready.clone(),
     ));
 
-    lease::acquire(&client, &config.lease).await?;
+    let acquired = lease::acquire(&client, &config.lease).await?;
     metrics.leader.set(1);
     tracing::info!(identity = %config.lease.identity, "leading");
 
@@ -143,7 +143,9 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
     ready.store(true, Ordering::Relaxed);
     let outcome = tokio::select! {
         () = running => Ok(()),
-        lost = lease::hold(&client, &config.lease) => Err(lost),
+        // `hold` returns before the lease can expire for another replica; dropping `running`
+        // here stops every write of this one.
+        lost = lease::hold(&client, &config.lease, acquired) => Err(lost),
     };
     ready.store(false, Ordering::Relaxed);
     metrics.leader.set(0);
