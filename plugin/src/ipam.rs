@@ -210,6 +210,10 @@ impl Ipam for Delegate {
             .env("CNI_PATH", args.path.join(":"));
         let ran = run_with_deadline(cmd, &conf.raw, conf.ipam_timeout);
         self.elapsed.set(self.elapsed.get() + start.elapsed());
+        crate::trace::record(
+            format!("ipam {plugin} {}", command.as_str()),
+            start.elapsed(),
+        );
         let out = match ran {
             Ok(out) => out,
             Err(RunError::Io(source)) => {

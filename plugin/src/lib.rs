@@ -23,5 +23,6 @@ pub mod rollback;
 pub mod rtnl;
 pub mod run;
 pub mod state;
+pub mod trace;
 
 pub use error::{Error, Result};

@@ -21,6 +21,7 @@ pub struct LinkLocks {
 
 /// Lock every named link, in sorted order so two calls cannot deadlock.
 pub fn acquire(dir: &str, names: &[String], wait: Duration) -> Result<LinkLocks> {
+    let _step = crate::trace::step("lock host links");
     fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("create the lock directory {dir}"), e))?;
     let mut sorted: Vec<&String> = names.iter().collect();

@@ -1,42 +1,135 @@
-//! [`Net`] on the real kernel, through rtnetlink. One handle per namespace; every request
-//! runs to completion on a current-thread runtime, and the time spent is accumulated for the
-//! timing breakdown.
+//! [`Net`] on the real kernel, over plain blocking netlink sockets: one per namespace,
+//! one request and its answer at a time, no async runtime and no extra thread. The pod's
+//! socket is opened by entering the pod's netns once (on this thread only) and coming
+//! straight back; a netlink socket stays bound to the namespace it was created in. Each
+//! request is a step of the call's trace ([`crate::trace`]) and adds to `elapsed`.
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::address::AddressAttribute;
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
-use rtnetlink::{Handle, LinkBond, LinkUnspec, RouteMessageBuilder};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use rtnetlink::{AddressMessageBuilder, LinkBond, LinkUnspec, RouteMessageBuilder};
 
 use crate::bond::BondReadback;
 use crate::net::{BondSpec, BondState, Link, Net, NetError, NetResult, Ns, Route};
 use crate::netns;
+use crate::trace;
 
-pub struct RtNet {
-    rt: tokio::runtime::Runtime,
-    host: Handle,
-    host_fd: File,
-    pod: Option<(Handle, File)>,
-    /// Time spent waiting on the kernel.
-    pub elapsed: Duration,
+/// Large enough for any one datagram the kernel sends on a route socket (dump parts are
+/// at most 32 KiB).
+const RECV_BUF: usize = 64 * 1024;
+
+/// One blocking route socket and its sequence numbers.
+struct Sock {
+    socket: Socket,
+    seq: u32,
 }
 
-fn nl_err(op: &str, e: rtnetlink::Error) -> NetError {
-    match &e {
-        rtnetlink::Error::NetlinkError(msg) => match msg.code {
-            Some(code) => NetError::from_errno(-code.get(), op),
-            None => NetError::other(format!("{op}: {e}")),
-        },
-        _ => NetError::other(format!("{op}: {e}")),
+impl Sock {
+    /// A route socket in the namespace of the calling thread.
+    fn open() -> std::io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Sock { socket, seq: 0 })
     }
+
+    /// Send one request and collect its answer: the messages of a dump or a get, or
+    /// nothing for an acknowledged change. A kernel error becomes a [`NetError`].
+    fn request(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &str,
+        buf: &mut Vec<u8>,
+    ) -> NetResult<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = self.seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        req.finalize();
+        buf.clear();
+        buf.resize(req.buffer_len(), 0);
+        req.serialize(&mut buf[..]);
+        self.socket
+            .send(&buf[..], 0)
+            .map_err(|e| io_err(&format!("{op}: send"), e))?;
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        loop {
+            buf.clear();
+            buf.reserve(RECV_BUF);
+            let n = self
+                .socket
+                .recv(buf, MSG_TRUNC)
+                .map_err(|e| io_err(&format!("{op}: receive"), e))?;
+            if n > buf.len() {
+                return Err(NetError::other(format!(
+                    "{op}: the kernel's answer ({n} bytes) is larger than the {RECV_BUF}-byte buffer"
+                )));
+            }
+            let mut off = 0;
+            while off < buf.len() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..])
+                    .map_err(|e| NetError::other(format!("{op}: decode the answer: {e}")))?;
+                let len = m.header.length as usize;
+                if len == 0 {
+                    break;
+                }
+                off += (len + 3) & !3;
+                if m.header.sequence_number != self.seq {
+                    continue;
+                }
+                match m.payload {
+                    NetlinkPayload::Error(e) => match e.code {
+                        Some(code) => return Err(NetError::from_errno(-code.get(), op)),
+                        // The ACK: the change is done.
+                        None => return Ok(out),
+                    },
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::InnerMessage(inner) => {
+                        out.push(inner);
+                        if !dump {
+                            // A get answers with one message and no ACK (none was asked).
+                            if flags & NLM_F_ACK == 0 {
+                                return Ok(out);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// `MSG_TRUNC` (linux/socket.h): recv reports the datagram's real length, so an oversized
+/// one is an error rather than a silently cut answer.
+const MSG_TRUNC: i32 = 0x20;
+
+pub struct RtNet {
+    /// Opened on first use: a pod-only call (linksInContainer: true) never needs it.
+    host: Option<Sock>,
+    /// This thread's netns at start: where the host socket lives, and where links go back.
+    host_fd: File,
+    pod: Option<(Sock, File)>,
+    buf: Vec<u8>,
+    /// Time spent waiting on the kernel.
+    pub elapsed: Duration,
 }
 
 fn io_err(op: &str, e: std::io::Error) -> NetError {
@@ -46,51 +139,34 @@ fn io_err(op: &str, e: std::io::Error) -> NetError {
     }
 }
 
+const GET: u16 = NLM_F_REQUEST;
+const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
+const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
+const CREATE: u16 = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+
 impl RtNet {
-    /// Connect to the host namespace, and to the pod's when `pod` is given (an open netns).
+    /// Connect to the host namespace (on first use), and to the pod's when `pod` is given
+    /// (an open netns): entered once, on this thread, for the socket, then left.
     pub fn new(pod: Option<File>) -> NetResult<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(|e| io_err("start the netlink runtime", e))?;
         let host_fd =
-            netns::open(netns::SELF_NETNS).map_err(|e| io_err("open the host netns", e))?;
-        let host = {
-            let _g = rt.enter();
-            let (conn, handle, _) =
-                rtnetlink::new_connection().map_err(|e| io_err("open a netlink socket", e))?;
-            rt.spawn(conn);
-            handle
-        };
+            netns::open(netns::THREAD_NETNS).map_err(|e| io_err("open this thread's netns", e))?;
         let pod = match pod {
             Some(file) => {
-                let socket = netns::route_socket_in(&file, rt.handle())
-                    .map_err(|e| io_err("open a netlink socket in the pod netns", e))?;
-                let _g = rt.enter();
-                let (conn, handle, _) = rtnetlink::from_socket(socket);
-                rt.spawn(conn);
-                Some((handle, file))
+                let sock = trace::time("netns entry (pod socket)", || {
+                    netns::in_netns(&file, &host_fd, Sock::open)
+                })
+                .map_err(|e| io_err("open a netlink socket in the pod netns", e))?;
+                Some((sock, file))
             }
             None => None,
         };
         Ok(RtNet {
-            rt,
-            host,
+            host: None,
             host_fd,
             pod,
+            buf: Vec::with_capacity(RECV_BUF),
             elapsed: Duration::ZERO,
         })
-    }
-
-    fn handle(&self, ns: Ns) -> NetResult<Handle> {
-        match ns {
-            Ns::Host => Ok(self.host.clone()),
-            Ns::Pod => self
-                .pod
-                .as_ref()
-                .map(|(h, _)| h.clone())
-                .ok_or_else(|| NetError::other("no pod network namespace is open")),
-        }
     }
 
     fn ns_fd(&self, ns: Ns) -> NetResult<i32> {
@@ -104,35 +180,88 @@ impl RtNet {
         }
     }
 
-    fn run<F: std::future::Future>(&mut self, fut: F) -> F::Output {
+    /// One request in `ns`, timed as the step `step`.
+    fn request(
+        &mut self,
+        ns: Ns,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        op: &str,
+        step: &str,
+    ) -> NetResult<Vec<RouteNetlinkMessage>> {
         let start = Instant::now();
-        let out = self.rt.block_on(fut);
-        self.elapsed += start.elapsed();
+        let sock = match ns {
+            Ns::Host => {
+                if self.host.is_none() {
+                    self.host = Some(Sock::open().map_err(|e| io_err("open a netlink socket", e))?);
+                }
+                self.host.as_mut()
+            }
+            Ns::Pod => self.pod.as_mut().map(|(s, _)| s),
+        }
+        .ok_or_else(|| NetError::other("no pod network namespace is open"))?;
+        let out = sock.request(msg, flags, op, &mut self.buf);
+        let took = start.elapsed();
+        self.elapsed += took;
+        trace::record(format!("netlink {step} ({})", ns.label()), took);
         out
     }
 
     fn set(&mut self, ns: Ns, msg: LinkMessage, op: &str) -> NetResult<()> {
-        let h = self.handle(ns)?;
-        self.run(async move { h.link().set(msg).execute().await })
-            .map_err(|e| nl_err(op, e))
+        self.request(
+            ns,
+            RouteNetlinkMessage::SetLink(msg),
+            CHANGE,
+            op,
+            "set link",
+        )
+        .map(|_| ())
+    }
+
+    fn get_link_msg(&mut self, ns: Ns, msg: LinkMessage) -> NetResult<Option<LinkMessage>> {
+        match self.request(
+            ns,
+            RouteNetlinkMessage::GetLink(msg),
+            GET,
+            "look up link",
+            "get link",
+        ) {
+            Ok(msgs) => Ok(msgs.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn get_link(&mut self, ns: Ns, name: &str) -> NetResult<Option<LinkMessage>> {
-        let h = self.handle(ns)?;
-        let name = name.to_string();
-        let res =
-            self.run(async move { h.link().get().match_name(name).execute().try_next().await });
-        match res {
-            Ok(m) => Ok(m),
-            Err(e) => {
-                let err = nl_err("look up link", e);
-                if err.is_not_found() {
-                    Ok(None)
-                } else {
-                    Err(err)
-                }
-            }
-        }
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.get_link_msg(ns, msg)
+    }
+
+    fn get_link_by_index(&mut self, ns: Ns, index: u32) -> NetResult<Option<LinkMessage>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.get_link_msg(ns, msg)
+    }
+
+    fn dump_links(&mut self, ns: Ns) -> NetResult<Vec<LinkMessage>> {
+        let msgs = self.request(
+            ns,
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            DUMP,
+            "list links",
+            "dump links",
+        )?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(l),
+                _ => None,
+            })
+            .collect())
     }
 }
 
@@ -215,11 +344,7 @@ fn route_from(msg: &RouteMessage) -> Option<Route> {
 
 impl Net for RtNet {
     fn links(&mut self, ns: Ns) -> NetResult<Vec<Link>> {
-        let h = self.handle(ns)?;
-        let msgs: Vec<LinkMessage> = self
-            .run(async move { h.link().get().execute().try_collect().await })
-            .map_err(|e| nl_err("list links", e))?;
-        Ok(msgs.iter().map(link_from).collect())
+        Ok(self.dump_links(ns)?.iter().map(link_from).collect())
     }
 
     fn link(&mut self, ns: Ns, name: &str) -> NetResult<Option<Link>> {
@@ -252,14 +377,10 @@ impl Net for RtNet {
     }
 
     fn move_link(&mut self, ns: Ns, index: u32, to: Ns) -> NetResult<u32> {
-        let name = {
-            let h = self.handle(ns)?;
-            let msg = self
-                .run(async move { h.link().get().match_index(index).execute().try_next().await })
-                .map_err(|e| nl_err("look up link", e))?
-                .ok_or_else(|| NetError::from_errno(19, "look up link"))?;
-            link_from(&msg).name
-        };
+        let name = self
+            .get_link_by_index(ns, index)?
+            .map(|m| link_from(&m).name)
+            .ok_or_else(|| NetError::from_errno(19, "look up link"))?;
         let fd = self.ns_fd(to)?;
         let msg = LinkUnspec::new_with_index(index).setns_by_fd(fd).build();
         self.set(ns, msg, "move link to another netns")?;
@@ -278,9 +399,13 @@ impl Net for RtNet {
             builder = builder.mtu(mtu);
         }
         let msg = builder.build();
-        let h = self.handle(ns)?;
-        self.run(async move { h.link().add(msg).execute().await })
-            .map_err(|e| nl_err(&format!("create bond {}", spec.name), e))?;
+        self.request(
+            ns,
+            RouteNetlinkMessage::NewLink(msg),
+            CREATE,
+            &format!("create bond {}", spec.name),
+            "new link",
+        )?;
         let link = self.link(ns, &spec.name)?.ok_or_else(|| {
             NetError::other(format!("bond {} vanished after creation", spec.name))
         })?;
@@ -288,17 +413,23 @@ impl Net for RtNet {
     }
 
     fn bond(&mut self, ns: Ns, name: &str) -> NetResult<Option<BondState>> {
-        let Some(msg) = self.get_link(ns, name)? else {
+        // One dump answers both questions: the bond itself and which links are its ports.
+        let all = self.dump_links(ns)?;
+        let Some(msg) = all.iter().find(|m| {
+            m.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::IfName(n) if n == name))
+        }) else {
             return Ok(None);
         };
-        let link = link_from(&msg);
+        let link = link_from(msg);
         if link.kind.as_deref() != Some(&InfoKind::Bond.to_string()) {
             return Ok(None);
         }
-        let options = bond_data(&msg).unwrap_or_default();
-        let ports = self
-            .links(ns)?
-            .into_iter()
+        let options = bond_data(msg).unwrap_or_default();
+        let ports = all
+            .iter()
+            .map(link_from)
             .filter(|l| l.controller == Some(link.index))
             .map(|l| l.index)
             .collect();
@@ -320,18 +451,31 @@ impl Net for RtNet {
     }
 
     fn delete_link(&mut self, ns: Ns, index: u32) -> NetResult<()> {
-        let h = self.handle(ns)?;
-        self.run(async move { h.link().del(index).execute().await })
-            .map_err(|e| nl_err("delete link", e))
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.request(
+            ns,
+            RouteNetlinkMessage::DelLink(msg),
+            CHANGE,
+            "delete link",
+            "del link",
+        )
+        .map(|_| ())
     }
 
     fn addresses(&mut self, ns: Ns) -> NetResult<Vec<(u32, IpNet)>> {
-        let h = self.handle(ns)?;
-        let msgs: Vec<_> = self
-            .run(async move { h.address().get().execute().try_collect::<Vec<_>>().await })
-            .map_err(|e| nl_err("list addresses", e))?;
+        let msgs = self.request(
+            ns,
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            DUMP,
+            "list addresses",
+            "dump addresses",
+        )?;
         let mut out = Vec::new();
         for m in msgs {
+            let RouteNetlinkMessage::NewAddress(m) = m else {
+                continue;
+            };
             let addr = m.attributes.iter().find_map(|a| match a {
                 AddressAttribute::Local(ip) => Some(*ip),
                 _ => None,
@@ -352,36 +496,45 @@ impl Net for RtNet {
     }
 
     fn add_address(&mut self, ns: Ns, index: u32, addr: IpNet) -> NetResult<()> {
-        let h = self.handle(ns)?;
-        self.run(async move {
-            h.address()
-                .add(index, addr.addr(), addr.prefix_len())
-                .execute()
-                .await
-        })
-        .map_err(|e| nl_err(&format!("add address {addr}"), e))
+        let msg = match addr.addr() {
+            IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
+                .index(index)
+                .address(a, addr.prefix_len())
+                .build(),
+            IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
+                .index(index)
+                .address(a, addr.prefix_len())
+                .build(),
+        };
+        self.request(
+            ns,
+            RouteNetlinkMessage::NewAddress(msg),
+            CREATE,
+            &format!("add address {addr}"),
+            "new address",
+        )
+        .map(|_| ())
     }
 
     fn routes(&mut self, ns: Ns) -> NetResult<Vec<Route>> {
-        let h = self.handle(ns)?;
-        let (v4, v6): (Vec<RouteMessage>, Vec<RouteMessage>) = self
-            .run(async move {
-                let v4 = h
-                    .route()
-                    .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await?;
-                let v6 = h
-                    .route()
-                    .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
-                    .execute()
-                    .try_collect::<Vec<_>>()
-                    .await?;
-                Ok::<_, rtnetlink::Error>((v4, v6))
-            })
-            .map_err(|e| nl_err("list routes", e))?;
-        Ok(v4.iter().chain(v6.iter()).filter_map(route_from).collect())
+        let mut out = Vec::new();
+        for msg in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let msgs = self.request(
+                ns,
+                RouteNetlinkMessage::GetRoute(msg),
+                DUMP,
+                "list routes",
+                "dump routes",
+            )?;
+            out.extend(msgs.iter().filter_map(|m| match m {
+                RouteNetlinkMessage::NewRoute(r) => route_from(r),
+                _ => None,
+            }));
+        }
+        Ok(out)
     }
 
     fn add_route(&mut self, ns: Ns, route: &Route) -> NetResult<()> {
@@ -403,8 +556,13 @@ impl Net for RtNet {
             b = b.table_id(t);
         }
         let msg = b.build();
-        let h = self.handle(ns)?;
-        self.run(async move { h.route().add(msg).execute().await })
-            .map_err(|e| nl_err(&op, e))
+        self.request(
+            ns,
+            RouteNetlinkMessage::NewRoute(msg),
+            CREATE,
+            &op,
+            "new route",
+        )
+        .map(|_| ())
     }
 }

@@ -13,8 +13,10 @@ use crate::error::{Error, Result};
 use crate::ipam::Delegate;
 use crate::netns;
 use crate::rtnl::RtNet;
+use crate::trace;
 
-/// Where the time of one call went, for `BONDNET_TIMINGS=1`.
+/// Where the time of one call went, for `BONDNET_TIMINGS=1` (the step by step account is
+/// in [`crate::trace`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Timings {
     pub netlink: Duration,
@@ -26,7 +28,7 @@ fn open_pod(path: &str, gone_ok: bool) -> Result<Option<std::fs::File>> {
     if path.is_empty() && gone_ok {
         return Ok(None);
     }
-    match netns::open(path) {
+    match trace::time("netns open", || netns::open(path)) {
         Ok(f) => Ok(Some(f)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && gone_ok => Ok(None),
         Err(source) => Err(Error::NetnsGone {
@@ -46,7 +48,7 @@ pub fn run(args: &Args, stdin: &[u8], timings: &mut Timings) -> Result<Option<Va
     if args.command == Command::Version {
         return Ok(Some(version::version_info()));
     }
-    let conf = config::parse(stdin)?;
+    let conf = trace::time("config parse", || config::parse(stdin))?;
     conf.cni_version.require_command(args.command)?;
     let span = tracing::info_span!(
         "bond",
@@ -117,7 +119,9 @@ pub fn run(args: &Args, stdin: &[u8], timings: &mut Timings) -> Result<Option<Va
 pub fn main_with(get_env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> (String, i32) {
     let start = Instant::now();
     let pre = config::preamble(stdin);
-    crate::log::init(pre.log_level.as_deref(), pre.log_file.as_deref());
+    trace::time("runtime setup (logging)", || {
+        crate::log::init(pre.log_level.as_deref(), pre.log_file.as_deref())
+    });
     let err_version = pre
         .cni_version
         .clone()
@@ -134,13 +138,19 @@ pub fn main_with(get_env: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> (Str
             (serde_json::to_string(&json).unwrap_or_default(), 1)
         }
     };
+    let steps = trace::take();
     if get_env("BONDNET_TIMINGS").as_deref() == Some("1") {
+        let steps: Vec<Value> = steps
+            .iter()
+            .map(|(name, took)| serde_json::json!([name, took.as_micros()]))
+            .collect();
         eprintln!(
             "{}",
             serde_json::json!({"bondnet_timings_us": {
                 "total": start.elapsed().as_micros(),
                 "netlink": timings.netlink.as_micros(),
                 "ipam": timings.ipam.as_micros(),
+                "steps": steps,
             }})
         );
     }

@@ -36,6 +36,7 @@ pub fn path(dir: &str, container_id: &str, ifname: &str) -> PathBuf {
 
 /// Write atomically: a temporary file in the same directory, then rename over.
 pub fn save(dir: &str, saved: &Saved) -> Result<()> {
+    let _step = crate::trace::step("state file save");
     let target = path(dir, &saved.container_id, &saved.ifname);
     fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("create the state directory {dir}"), e))?;
@@ -54,6 +55,7 @@ pub fn save(dir: &str, saved: &Saved) -> Result<()> {
 }
 
 pub fn load(dir: &str, container_id: &str, ifname: &str) -> Result<Option<Saved>> {
+    let _step = crate::trace::step("state file load");
     let p = path(dir, container_id, ifname);
     match fs::read(&p) {
         Ok(bytes) => serde_json::from_slice(&bytes)
@@ -69,6 +71,7 @@ pub fn load(dir: &str, container_id: &str, ifname: &str) -> Result<Option<Saved>
 
 /// Remove; a file already gone is fine.
 pub fn remove(dir: &str, container_id: &str, ifname: &str) -> Result<()> {
+    let _step = crate::trace::step("state file remove");
     let p = path(dir, container_id, ifname);
     match fs::remove_file(&p) {
         Ok(()) => Ok(()),

@@ -1,14 +1,19 @@
 //! The plugin's own phase timings: with `BONDNET_TIMINGS=1` the `bond` binary writes one
-//! line `{"bondnet_timings_us":{"total":N,"netlink":N,"ipam":N}}` to stderr at exit.
+//! line `{"bondnet_timings_us":{"total":N,"netlink":N,"ipam":N,"steps":[[NAME,N],...]}}` to
+//! stderr at exit: microseconds, and every step of the call in order (runtime setup, config
+//! parse, lock, netns entry, each netlink request, the state file, IPAM delegation).
 
 use serde::Deserialize;
 
 /// Microseconds spent in one plugin call, as the plugin measured them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct PluginTimings {
     pub total: u64,
     pub netlink: u64,
     pub ipam: u64,
+    /// (step, microseconds), in the order the call took them.
+    #[serde(default)]
+    pub steps: Vec<(String, u64)>,
 }
 
 #[derive(Deserialize)]
@@ -33,15 +38,23 @@ mod tests {
     #[test]
     fn finds_the_timings_line_among_logs() {
         let err = "2026-11-23T14:56:03Z WARN something\n\
-                   {\"bondnet_timings_us\":{\"total\":1500,\"netlink\":900,\"ipam\":400}}\n";
+                   {\"bondnet_timings_us\":{\"total\":1500,\"netlink\":900,\"ipam\":400,\
+                   \"steps\":[[\"config parse\",20],[\"netlink get link (pod)\",35]]}}\n";
         assert_eq!(
             parse_plugin_timings(err),
             Some(PluginTimings {
                 total: 1500,
                 netlink: 900,
-                ipam: 400
+                ipam: 400,
+                steps: vec![
+                    ("config parse".to_string(), 20),
+                    ("netlink get link (pod)".to_string(), 35)
+                ],
             })
         );
+        // A line from before the steps were printed still parses.
+        let old = "{\"bondnet_timings_us\":{\"total\":3,\"netlink\":2,\"ipam\":1}}";
+        assert_eq!(parse_plugin_timings(old).map(|t| t.steps.len()), Some(0));
     }
 
     #[test]

@@ -4,10 +4,12 @@
 #   tests/vm/run.sh              run every scenario (same as --tier)
 #   tests/vm/run.sh --tier [NAME...]   run the scenarios, or only the named ones
 #   tests/vm/run.sh --demo       the seed's SR-IOV failover bond NAD: ADD result + ip -d link
-#   tests/vm/run.sh --bench [N]  N ADD+DEL cycles (default 200) with a per-phase breakdown
+#   tests/vm/run.sh --bench [N]  N cycles per row (default 20): bond against upstream bond-cni
 #   tests/vm/run.sh --shell      boot to an interactive guest shell (bond installed)
 #
 # Env: BONDNET_BOND_BIN (default target/release/bond, built if missing),
+#      BONDNET_UPSTREAM_BIN (--bench: the upstream plugin to compare with, shipped as
+#      /opt/cni/bin/bond-upstream; bench.sh sets it),
 #      BONDNET_VM_TIMEOUT (seconds, default 900), BONDNET_VM_SMP (default 2),
 #      BONDNET_VM_SKIP_INSTALL=1 (do not run install-deps.sh),
 #      BONDNET_VM_VERBOSE=1 (print every scenario's log, not only the failed ones).
@@ -73,6 +75,18 @@ copy_with_libs() {
 }
 copy_with_libs "$BOND_BIN" /opt/cni/bin/bond
 [ -z "$BENCH_BIN" ] || copy_with_libs "$BENCH_BIN" /usr/bin/bond-bench
+if [ "$mode" = bench ] && [ -n "${BONDNET_UPSTREAM_BIN:-}" ]; then
+    [ -x "$BONDNET_UPSTREAM_BIN" ] || die "BONDNET_UPSTREAM_BIN=$BONDNET_UPSTREAM_BIN is not an executable"
+    copy_with_libs "$BONDNET_UPSTREAM_BIN" /opt/cni/bin/bond-upstream
+    # Upstream's netlink library opens route, xfrm and netfilter sockets for every handle,
+    # so the guest needs the xfrm and nfnetlink modules (a node has them); guest/bench.sh
+    # loads them.
+    for m in net/xfrm/xfrm_algo.ko net/xfrm/xfrm_user.ko net/netfilter/nfnetlink.ko; do
+        ko="$(find "$VM_DIR/kernel/root/lib/modules" -path "*/kernel/$m" | head -n1)"
+        [ -n "$ko" ] || die "the guest kernel lacks $m (needed by the upstream plugin)"
+        install -D -m 0644 "$ko" "$stage/lib/modules/bench/$(basename "$m")"
+    done
+fi
 mkdir -p "$stage/bondnet"
 cp "$HERE"/guest/*.sh "$stage/bondnet/"
 # Upstream bond-cni configs (the plugin's fixtures): one scenario runs each unchanged.

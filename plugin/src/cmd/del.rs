@@ -75,18 +75,14 @@ fn teardown<N: Net>(
     have_saved: bool,
     links_in_container: bool,
 ) -> Result<()> {
+    // Deleting a bond releases its ports the way a release does (the kernel puts back
+    // their MTU and MAC and sets them down): one request, not one per port plus the delete.
     if let Some(bond) = net
-        .bond(Ns::Pod, &args.ifname)
+        .link(Ns::Pod, &args.ifname)
         .map_err(|e| Error::netlink(format!("look up {}", args.ifname), e))?
+        .filter(|l| l.kind.as_deref() == Some("bond"))
     {
-        for port in &bond.ports {
-            if let Err(e) = net.release(Ns::Pod, *port) {
-                if !e.is_not_found() {
-                    return Err(Error::netlink(format!("release ifindex {port}"), e));
-                }
-            }
-        }
-        match net.delete_link(Ns::Pod, bond.link.index) {
+        match net.delete_link(Ns::Pod, bond.index) {
             Err(e) if !e.is_not_found() => {
                 return Err(Error::netlink(format!("delete {}", args.ifname), e))
             }

@@ -483,7 +483,13 @@ fn del_retried_after_a_fault_at_any_step_puts_every_host_link_back() {
         let at = probe.changes;
         del(&c.conf, &c.args, &mut probe, &FakeIpam::default(), true).expect("del");
         let total = probe.changes - at;
-        assert!(total >= 3, "DEL makes at least 3 changes, made {total}");
+        // Deleting the bond releases its ports with it: one change with the links in the
+        // pod; with host links, each is moved back (and restored) too.
+        let least = if lic { 1 } else { 3 };
+        assert!(
+            total >= least,
+            "DEL makes at least {least} changes, made {total}"
+        );
         for k in 0..total {
             let c = case("", lic);
             let mut net = vfs(start_ns);

@@ -1,41 +1,51 @@
-//! `bond-bench`: ADD+DEL cycles of the release `bond` binary on a real kernel, run inside
-//! the real-kernel tier's guest (`tests/vm/bench.sh` boots it). It sets up one pod netns
-//! with two veth ports (their peers up in a switch netns), then times, each as its own
-//! series of calls:
+//! `bond-bench`: the release `bond` binary against the upstream bond-cni plugin it replaces,
+//! side by side on a real kernel, run inside the real-kernel tier's guest (`tests/vm/bench.sh`
+//! boots it). One pod netns with two veth ports (their peers up in a switch netns), as
+//! Multus leaves SR-IOV VFs for a `linksInContainer: true` bond; active-backup,
+//! failOverMac 1. It times, per IPAM (none, static, host-local):
 //!
-//! - the cycle: `bond` ADD then DEL (host-local IPAM, linksInContainer true);
-//! - process start: `bond` with CNI_COMMAND=VERSION (and Go's host-local VERSION, to compare
-//!   with what a Go plugin pays just to start);
-//! - IPAM delegation: host-local's own ADD+DEL with the same config;
-//! - the plugin's phases as it measures them itself (`BONDNET_TIMINGS=1`): total,
-//!   netlink, IPAM, per ADD+DEL;
-//! - a floor for the kernel's own work: the same link changes (create, enslave, up,
-//!   address; release, delete) as one `ip -batch` process each way, less `ip -V`.
+//! - ADD, CHECK (with ADD's result as prevResult) and DEL of each plugin, the two plugins
+//!   interleaved cycle by cycle (which goes first alternates), so both see the same kernel
+//!   and the same noise;
+//! - VERSION of each (process start), interleaved the same way;
+//! - the kernel's own cost for the same link changes: one `ip -batch` process each way,
+//!   less an `ip -V` start;
+//! - where `bond`'s time goes, step by step, from the trace it prints with
+//!   `BONDNET_TIMINGS=1` (exec and exit are the wall time less the plugin's own total).
 //!
-//! Usage (in the guest, as root): `bond-bench [--cycles N] [--bond PATH] [--cni-path DIR]`.
+//! Without `--upstream` only `bond` is measured (the upstream columns say n/a).
+//!
+//! Usage (in the guest, as root):
+//! `bond-bench [--cycles N] [--bond PATH] [--upstream PATH] [--cni-path DIR]`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use bondnet_tests::stats::Summary;
-use bondnet_tests::timings::{parse_plugin_timings, PluginTimings};
+use bondnet_tests::timings::parse_plugin_timings;
+use serde_json::Value;
 
 const IP: &str = "/usr/sbin/ip";
 const POD: &str = "benchpod";
 const SWITCH: &str = "benchsw";
-const WARMUP: usize = 5;
+const WARMUP: usize = 3;
+const IPAMS: [&str; 3] = ["none", "static", "host-local"];
+const COMMANDS: [&str; 4] = ["ADD", "CHECK", "DEL", "ADD+DEL"];
 
 struct Opts {
     cycles: usize,
     bond: String,
+    upstream: Option<String>,
     cni_path: String,
 }
 
 fn parse_opts() -> Result<Opts, String> {
     let mut o = Opts {
-        cycles: 200,
+        cycles: 20,
         bond: "/opt/cni/bin/bond".to_string(),
+        upstream: None,
         cni_path: "/opt/cni/bin".to_string(),
     };
     let mut args = std::env::args().skip(1);
@@ -48,6 +58,7 @@ fn parse_opts() -> Result<Opts, String> {
                     .map_err(|e| format!("--cycles: {e}"))?
             }
             "--bond" => o.bond = val("--bond")?,
+            "--upstream" => o.upstream = Some(val("--upstream")?),
             "--cni-path" => o.cni_path = val("--cni-path")?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -67,7 +78,7 @@ struct Call {
 }
 
 /// Runs `bin` as a CNI runtime would: CNI_* in the environment, the config on stdin.
-fn cni_call(bin: &str, command: &str, cni_path: &str, config: &str, timings: bool) -> Call {
+fn cni_call(bin: &str, command: &str, cni_path: &str, config: &str) -> Call {
     let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -76,12 +87,11 @@ fn cni_call(bin: &str, command: &str, cni_path: &str, config: &str, timings: boo
         .env("CNI_NETNS", format!("/run/netns/{POD}"))
         .env("CNI_IFNAME", "bond0")
         .env("CNI_PATH", cni_path)
+        // Read by bond only; the upstream plugin ignores it.
+        .env("BONDNET_TIMINGS", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if timings {
-        cmd.env("BONDNET_TIMINGS", "1");
-    }
     let start = Instant::now();
     let result = cmd.spawn().and_then(|mut child| {
         if let Some(mut stdin) = child.stdin.take() {
@@ -128,7 +138,7 @@ fn timed_ip(args: &[&str]) -> Result<f64, String> {
     }
 }
 
-/// What the plugin's ADD and DEL ask of the kernel, as `ip -batch` files.
+/// What the plugins' ADD and DEL ask of the kernel (without IPAM), as `ip -batch` files.
 const IP_ADD_BATCH: &str = "link add bond0 type bond mode active-backup miimon 100 fail_over_mac 1
 link set net1 down
 link set net1 master bond0
@@ -137,8 +147,9 @@ link set net2 down
 link set net2 master bond0
 link set net2 up
 link set bond0 up
-addr add 10.77.0.200/24 dev bond0
 ";
+/// The same with static IPAM's one address.
+const IP_ADDR_LINE: &str = "addr add 10.77.0.200/24 dev bond0\n";
 const IP_DEL_BATCH: &str = "link set net1 nomaster
 link set net2 nomaster
 link set net1 down
@@ -173,8 +184,9 @@ fn setup() -> Result<(), String> {
     Ok(())
 }
 
-fn config() -> String {
-    serde_json::json!({
+/// One config both plugins accept unchanged (upstream's own format).
+fn config(ipam: &str) -> Value {
+    let mut c = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "bench",
         "type": "bond",
@@ -183,9 +195,20 @@ fn config() -> String {
         "miimon": "100",
         "linksInContainer": true,
         "links": [{"name": "net1"}, {"name": "net2"}],
-        "ipam": {"type": "host-local", "subnet": "10.77.0.0/24"}
-    })
-    .to_string()
+    });
+    match ipam {
+        "static" => {
+            c["ipam"] = serde_json::json!({
+                "type": "static",
+                "addresses": [{"address": "10.77.0.200/24"}]
+            })
+        }
+        "host-local" => {
+            c["ipam"] = serde_json::json!({"type": "host-local", "subnet": "10.77.0.0/24"})
+        }
+        _ => {}
+    }
+    c
 }
 
 fn fail_call(what: &str, c: &Call) -> String {
@@ -196,176 +219,246 @@ fn fail_call(what: &str, c: &Call) -> String {
     )
 }
 
+/// Milliseconds, keyed by (plugin, IPAM, command).
 #[derive(Default)]
 struct Series {
-    cycle: Vec<f64>,
-    add: Vec<f64>,
-    del: Vec<f64>,
-    plugin_total: Vec<f64>,
-    plugin_netlink: Vec<f64>,
-    plugin_ipam: Vec<f64>,
-    plugin_rest: Vec<f64>,
-    version: Vec<f64>,
-    go_version: Vec<f64>,
-    ipam: Vec<f64>,
-    ip_batch: Vec<f64>,
-    ip_start: Vec<f64>,
+    ms: BTreeMap<(&'static str, String, &'static str), Vec<f64>>,
+    /// bond's steps: (IPAM, command) -> step -> per-call sums, in ms.
+    steps: BTreeMap<(String, &'static str), BTreeMap<String, Vec<f64>>>,
+    /// Steps in the order they first appeared, per (IPAM, command).
+    step_order: BTreeMap<(String, &'static str), Vec<String>>,
+    /// (IPAM, ADD or DEL or ip start) -> ip -batch wall times.
+    floor: BTreeMap<(String, &'static str), Vec<f64>>,
 }
 
-fn us_to_ms(us: u64) -> f64 {
-    us as f64 / 1000.0
+impl Series {
+    fn push(&mut self, plugin: &'static str, ipam: &str, command: &'static str, ms: f64) {
+        self.ms
+            .entry((plugin, ipam.to_string(), command))
+            .or_default()
+            .push(ms);
+    }
+
+    fn get(&self, plugin: &'static str, ipam: &str, command: &'static str) -> Option<Summary> {
+        self.ms
+            .get(&(plugin, ipam.to_string(), command))
+            .and_then(|v| Summary::of(v))
+    }
+
+    /// bond's own account of `call`, grouped by step name.
+    fn trace(&mut self, ipam: &str, command: &'static str, call: &Call) {
+        let Some(t) = parse_plugin_timings(&call.stderr) else {
+            return;
+        };
+        let key = (ipam.to_string(), command);
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        let order = self.step_order.entry(key.clone()).or_default();
+        for (name, us) in &t.steps {
+            if !order.contains(name) {
+                order.push(name.clone());
+            }
+            *sums.entry(name.clone()).or_default() += *us as f64 / 1000.0;
+        }
+        let exec = "exec + exit (wall less the plugin's own total)".to_string();
+        if !order.contains(&exec) {
+            order.insert(0, exec.clone());
+        }
+        sums.insert(exec, (call.ms - t.total as f64 / 1000.0).max(0.0));
+        let other = "the rest (not in a step: JSON, checks)".to_string();
+        let in_steps: f64 = t.steps.iter().map(|(_, us)| *us as f64 / 1000.0).sum();
+        if !order.contains(&other) {
+            order.push(other.clone());
+        }
+        sums.insert(other, (t.total as f64 / 1000.0 - in_steps).max(0.0));
+        let per = self.steps.entry(key).or_default();
+        for (name, ms) in sums {
+            per.entry(name).or_default().push(ms);
+        }
+    }
+}
+
+/// ADD, CHECK, DEL of one plugin; returns the three calls.
+fn cycle(o: &Opts, bin: &str, conf: &Value) -> Result<[Call; 3], String> {
+    let text = conf.to_string();
+    let add = cni_call(bin, "ADD", &o.cni_path, &text);
+    if !add.ok {
+        return Err(fail_call(&format!("{bin} ADD"), &add));
+    }
+    let prev: Value = serde_json::from_str(add.stdout.trim())
+        .map_err(|e| format!("{bin} ADD printed no result JSON ({e}): {}", add.stdout))?;
+    let mut with_prev = conf.clone();
+    with_prev["prevResult"] = prev;
+    let check = cni_call(bin, "CHECK", &o.cni_path, &with_prev.to_string());
+    if !check.ok {
+        return Err(fail_call(&format!("{bin} CHECK"), &check));
+    }
+    let del = cni_call(bin, "DEL", &o.cni_path, &text);
+    if !del.ok {
+        return Err(fail_call(&format!("{bin} DEL"), &del));
+    }
+    Ok([add, check, del])
 }
 
 fn bench(o: &Opts) -> Result<Series, String> {
-    let conf = config();
-    let host_local = format!("{}/host-local", o.cni_path);
     let mut s = Series::default();
-    let mut no_timings = 0usize;
+    let mut plugins: Vec<(&'static str, String)> = vec![("bond", o.bond.clone())];
+    if let Some(up) = &o.upstream {
+        plugins.push(("upstream", up.clone()));
+    }
 
     for i in 0..(WARMUP + o.cycles) {
-        let add = cni_call(&o.bond, "ADD", &o.cni_path, &conf, true);
-        if !add.ok || !add.stdout.contains("\"ips\"") {
-            return Err(fail_call(&format!("ADD #{i}"), &add));
-        }
-        let del = cni_call(&o.bond, "DEL", &o.cni_path, &conf, true);
-        if !del.ok {
-            return Err(fail_call(&format!("DEL #{i}"), &del));
-        }
-        if i < WARMUP {
-            continue;
-        }
-        s.add.push(add.ms);
-        s.del.push(del.ms);
-        s.cycle.push(add.ms + del.ms);
-        match (
-            parse_plugin_timings(&add.stderr),
-            parse_plugin_timings(&del.stderr),
-        ) {
-            (Some(a), Some(d)) => {
-                let t = PluginTimings {
-                    total: a.total + d.total,
-                    netlink: a.netlink + d.netlink,
-                    ipam: a.ipam + d.ipam,
-                };
-                s.plugin_total.push(us_to_ms(t.total));
-                s.plugin_netlink.push(us_to_ms(t.netlink));
-                s.plugin_ipam.push(us_to_ms(t.ipam));
-                s.plugin_rest.push(us_to_ms(
-                    t.total.saturating_sub(t.netlink).saturating_sub(t.ipam),
-                ));
+        for k in 0..plugins.len() {
+            let (name, bin) = &plugins[(i + k) % plugins.len()];
+            let v = cni_call(bin, "VERSION", &o.cni_path, "");
+            if !v.ok {
+                return Err(fail_call(&format!("{bin} VERSION"), &v));
             }
-            _ => no_timings += 1,
-        }
-    }
-    if no_timings > 0 {
-        eprintln!("bond-bench: {no_timings} cycle(s) without a BONDNET_TIMINGS line on stderr");
-    }
-
-    for i in 0..(WARMUP + o.cycles) {
-        let v = cni_call(&o.bond, "VERSION", &o.cni_path, "", false);
-        if !v.ok {
-            return Err(fail_call("bond VERSION", &v));
-        }
-        let g = cni_call(&host_local, "VERSION", &o.cni_path, "", false);
-        if !g.ok {
-            return Err(fail_call("host-local VERSION", &g));
-        }
-        if i >= WARMUP {
-            s.version.push(v.ms);
-            s.go_version.push(g.ms);
+            if i >= WARMUP {
+                s.push(name, "-", "VERSION", v.ms);
+            }
         }
     }
 
-    for i in 0..(WARMUP + o.cycles) {
-        let add = cni_call(&host_local, "ADD", &o.cni_path, &conf, false);
-        if !add.ok {
-            return Err(fail_call("host-local ADD", &add));
-        }
-        let del = cni_call(&host_local, "DEL", &o.cni_path, &conf, false);
-        if !del.ok {
-            return Err(fail_call("host-local DEL", &del));
-        }
-        if i >= WARMUP {
-            s.ipam.push(add.ms + del.ms);
+    for ipam in IPAMS {
+        let conf = config(ipam);
+        for i in 0..(WARMUP + o.cycles) {
+            for k in 0..plugins.len() {
+                let (name, bin) = &plugins[(i + k) % plugins.len()];
+                let [add, check, del] = cycle(o, bin, &conf)?;
+                if i < WARMUP {
+                    continue;
+                }
+                s.push(name, ipam, "ADD", add.ms);
+                s.push(name, ipam, "CHECK", check.ms);
+                s.push(name, ipam, "DEL", del.ms);
+                s.push(name, ipam, "ADD+DEL", add.ms + del.ms);
+                if *name == "bond" {
+                    s.trace(ipam, "ADD", &add);
+                    s.trace(ipam, "CHECK", &check);
+                    s.trace(ipam, "DEL", &del);
+                }
+            }
         }
     }
+
+    // The kernel's floor: the same changes from one ip process each way.
     let dir = std::env::temp_dir();
-    let add_file = dir.join("bench-add.batch");
-    let del_file = dir.join("bench-del.batch");
-    std::fs::write(&add_file, IP_ADD_BATCH).map_err(|e| format!("writing a batch file: {e}"))?;
-    std::fs::write(&del_file, IP_DEL_BATCH).map_err(|e| format!("writing a batch file: {e}"))?;
-    let (add_path, del_path) = (
-        add_file.to_string_lossy().into_owned(),
-        del_file.to_string_lossy().into_owned(),
-    );
-    for i in 0..(WARMUP + o.cycles) {
-        let add = timed_ip(&["-n", POD, "-batch", &add_path])?;
-        let del = timed_ip(&["-n", POD, "-batch", &del_path])?;
-        let start = timed_ip(&["-V"])?;
-        if i >= WARMUP {
-            s.ip_batch.push(add + del);
-            s.ip_start.push(start);
+    for ipam in ["none", "static"] {
+        let add_file = dir.join(format!("bench-add-{ipam}.batch"));
+        let del_file = dir.join("bench-del.batch");
+        let add_text = if ipam == "static" {
+            format!("{IP_ADD_BATCH}{IP_ADDR_LINE}")
+        } else {
+            IP_ADD_BATCH.to_string()
+        };
+        std::fs::write(&add_file, add_text).map_err(|e| format!("writing a batch file: {e}"))?;
+        std::fs::write(&del_file, IP_DEL_BATCH)
+            .map_err(|e| format!("writing a batch file: {e}"))?;
+        let (add_path, del_path) = (
+            add_file.to_string_lossy().into_owned(),
+            del_file.to_string_lossy().into_owned(),
+        );
+        for i in 0..(WARMUP + o.cycles) {
+            let add = timed_ip(&["-n", POD, "-batch", &add_path])?;
+            let del = timed_ip(&["-n", POD, "-batch", &del_path])?;
+            let start = timed_ip(&["-V"])?;
+            if i >= WARMUP {
+                let f = &mut s.floor;
+                f.entry((ipam.to_string(), "ADD")).or_default().push(add);
+                f.entry((ipam.to_string(), "DEL")).or_default().push(del);
+                f.entry((ipam.to_string(), "start"))
+                    .or_default()
+                    .push(start);
+            }
         }
     }
     Ok(s)
 }
 
-fn row(label: &str, samples: &[f64]) {
-    match Summary::of(samples) {
-        Some(x) => println!(
-            "  {label:<52} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-            x.median, x.p10, x.p90, x.mean
-        ),
-        None => println!("  {label:<52} {:>8}", "n/a"),
+fn cell(x: Option<Summary>) -> String {
+    match x {
+        Some(x) => format!("{:.1} ({:.1}-{:.1})", x.median, x.p10, x.p90),
+        None => "n/a".to_string(),
     }
 }
 
 fn report(o: &Opts, s: &Series) {
     println!(
-        "BENCH bond: {} ADD+DEL cycles (+{WARMUP} warm-up), active-backup failOverMac 1, \
-         2 veth ports, linksInContainer true, host-local IPAM",
+        "BENCH bond: {} cycles per row (+{WARMUP} warm-up), bond and upstream interleaved in one boot; \
+         active-backup failOverMac 1, 2 veth ports already in the pod (linksInContainer true)",
         o.cycles
     );
-    println!(
-        "  {:<52} {:>8} {:>8} {:>8} {:>8}",
-        "milliseconds", "median", "p10", "p90", "mean"
-    );
-    row(
-        "cycle: bond ADD + DEL (wall, as a runtime sees it)",
-        &s.cycle,
-    );
-    row("  ADD", &s.add);
-    row("  DEL", &s.del);
-    println!("  breakdown");
-    row("  process start: bond VERSION", &s.version);
-    row("  IPAM delegation: host-local ADD + DEL", &s.ipam);
-    row("  plugin-measured total, ADD + DEL", &s.plugin_total);
-    row("    netlink work", &s.plugin_netlink);
-    row("    IPAM (exec of host-local, in-plugin)", &s.plugin_ipam);
-    row("    the rest (config, netns, locks, JSON)", &s.plugin_rest);
-    println!("  for comparison");
-    row("  Go process start: host-local VERSION", &s.go_version);
-    row("  same link changes by ip -batch, ADD + DEL", &s.ip_batch);
-    row("    of which ip start (ip -V), twice", &s.ip_start);
-    if let (Some(c), Some(n), Some(v), Some(g), Some(b), Some(ips)) = (
-        Summary::of(&s.cycle),
-        Summary::of(&s.plugin_netlink),
-        Summary::of(&s.version),
-        Summary::of(&s.go_version),
-        Summary::of(&s.ip_batch),
-        Summary::of(&s.ip_start),
-    ) {
-        let floor = (b.median - 2.0 * ips.median).max(0.0);
+    println!("milliseconds, wall time as a runtime sees it: median (p10-p90)");
+    println!();
+    println!("| command | IPAM | bond | upstream bond-cni | bond / upstream |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    let mut rows: Vec<(&str, &str)> = vec![("VERSION", "-")];
+    for ipam in IPAMS {
+        for c in COMMANDS {
+            rows.push((c, ipam));
+        }
+    }
+    for (command, ipam) in rows {
+        let ours = s.get("bond", ipam, leak(command));
+        let up = s.get("upstream", ipam, leak(command));
+        let ratio = match (ours, up) {
+            (Some(a), Some(b)) if b.median > 0.0 => format!("{:.2}", a.median / b.median),
+            _ => "n/a".to_string(),
+        };
         println!(
-            "  medians: netlink work is {:.0}% of the cycle and {:.2} ms against a kernel floor of {:.2} ms \
-             (ip -batch less its two starts); bond starts in {:.2} ms, a Go plugin in {:.2} ms",
-            100.0 * n.median / c.median,
-            n.median,
-            floor,
-            v.median,
-            g.median
+            "| {command} | {ipam} | {} | {} | {ratio} |",
+            cell(ours),
+            cell(up)
         );
     }
+    println!();
+    let med = |ipam: &str, what: &'static str| {
+        s.floor
+            .get(&(ipam.to_string(), what))
+            .and_then(|v| Summary::of(v))
+            .map(|x| x.median)
+    };
+    for ipam in ["none", "static"] {
+        if let (Some(a), Some(d), Some(st)) =
+            (med(ipam, "ADD"), med(ipam, "DEL"), med(ipam, "start"))
+        {
+            let floor = (a + d - 2.0 * st).max(0.0);
+            let ours = s.get("bond", ipam, "ADD+DEL");
+            let ver = s.get("bond", "-", "VERSION");
+            let line = match (ours, ver) {
+                (Some(c), Some(v)) => format!(
+                    "; bond's ADD+DEL less two of its own starts (VERSION): {:.1} ms",
+                    (c.median - 2.0 * v.median).max(0.0)
+                ),
+                _ => String::new(),
+            };
+            println!(
+                "kernel floor, IPAM {ipam}: the same link changes by ip -batch, ADD {a:.1} + DEL {d:.1} ms, \
+                 less two ip starts ({st:.1} ms each): {floor:.1} ms{line}"
+            );
+        }
+    }
+    println!();
+    println!("where bond's time goes (median ms per call, from its BONDNET_TIMINGS trace):");
+    for ((ipam, command), order) in &s.step_order {
+        let Some(per) = s.steps.get(&(ipam.clone(), command)) else {
+            continue;
+        };
+        println!("  {command}, IPAM {ipam}:");
+        for name in order {
+            if let Some(x) = per.get(name).and_then(|v| Summary::of(v)) {
+                println!("    {name:<52} {:>7.2}", x.median);
+            }
+        }
+    }
+}
+
+/// The row keys are the four command names; map a &str back to its static name.
+fn leak(command: &str) -> &'static str {
+    ["VERSION", "ADD", "CHECK", "DEL", "ADD+DEL"]
+        .into_iter()
+        .find(|c| *c == command)
+        .unwrap_or("ADD")
 }
 
 fn main() -> ExitCode {
