@@ -724,11 +724,17 @@ struct Bondnet {
 
 impl Bondnet {
     fn start(server: &Server, name: &str, args: &[&str]) -> Bondnet {
+        Self::start_as(server, &server.kubeconfig, name, args)
+    }
+
+    /// Like [`Bondnet::start`], authenticating with `kubeconfig` (e.g. a ServiceAccount's
+    /// token) instead of the test's admin certificate.
+    fn start_as(server: &Server, kubeconfig: &Path, name: &str, args: &[&str]) -> Bondnet {
         let log = server.dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("create a log file");
         let child = Command::new(bondnet_bin())
             .args(args)
-            .env("KUBECONFIG", &server.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,bondnet=debug")
             .stdout(file.try_clone().expect("clone the log file"))
             .stderr(file)
@@ -1959,4 +1965,485 @@ async fn the_scheduler_binds_a_pod_only_to_a_node_offering_its_vf_resources_and_
         "the scheduler's reason: {message}"
     );
     controller.assert_running();
+}
+
+// === Helm and RBAC ===
+
+/// Runs one of the control plane's tools (`helm`, `kubectl`) against the test's server as
+/// its admin; returns stdout, or fails the test with stderr.
+fn tool(server: &Server, name: &str, args: &[&str]) -> String {
+    let out = Command::new(control_plane_bin().join(name))
+        .args(args)
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env("HELM_CACHE_HOME", server.dir.join("helm/cache"))
+        .env("HELM_CONFIG_HOME", server.dir.join("helm/config"))
+        .env("HELM_DATA_HOME", server.dir.join("helm/data"))
+        .output()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::write(
+        server.dir.join(format!("{name}.log")),
+        format!("$ {name} {}\n{stdout}{stderr}", args.join(" ")),
+    )
+    .ok();
+    assert!(
+        out.status.success(),
+        "{name} {} failed ({}):\n{stdout}{stderr}",
+        args.join(" "),
+        out.status
+    );
+    stdout
+}
+
+fn chart_dir() -> String {
+    repo_root()
+        .join("charts/bondnet")
+        .to_str()
+        .expect("a UTF-8 path")
+        .to_string()
+}
+
+/// `helm install bondnet charts/bondnet` into bondnet-system, with `extra` arguments.
+fn helm_install(server: &Server, extra: &[&str]) {
+    let chart = chart_dir();
+    let mut args = vec![
+        "install",
+        "bondnet",
+        &chart,
+        "--namespace",
+        SYSTEM_NAMESPACE,
+        "--create-namespace",
+    ];
+    args.extend_from_slice(extra);
+    tool(server, "helm", &args);
+}
+
+/// A kubeconfig authenticating as ServiceAccount `name` of bondnet-system, with a token from
+/// the TokenRequest API (`kubectl create token`).
+fn service_account_kubeconfig(server: &Server, name: &str) -> PathBuf {
+    let token = tool(
+        server,
+        "kubectl",
+        &[
+            "create",
+            "token",
+            name,
+            "-n",
+            SYSTEM_NAMESPACE,
+            "--duration",
+            "2h",
+        ],
+    );
+    let admin: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(&server.kubeconfig).expect("read the kubeconfig"),
+    )
+    .expect("a kubeconfig");
+    let cluster = &admin["clusters"][0]["cluster"];
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{ "name": "test", "cluster": cluster }],
+        "users": [{ "name": name, "user": { "token": token.trim() } }],
+        "contexts": [{ "name": "test", "context": { "cluster": "test", "user": name } }],
+        "current-context": "test",
+    });
+    let path = server.dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, serde_json::to_string(&config).expect("JSON")).expect("write");
+    path
+}
+
+/// The pods of one chart component (`app.kubernetes.io/component`) in bondnet-system.
+async fn component_pods(client: &Client, component: &str) -> Vec<k8s_openapi::api::core::v1::Pod> {
+    pods(client, SYSTEM_NAMESPACE)
+        .list(&kube::api::ListParams::default().labels(&format!(
+            "app.kubernetes.io/instance=bondnet,app.kubernetes.io/component={component}"
+        )))
+        .await
+        .expect("list pods")
+        .items
+}
+
+fn env_of(pod: &k8s_openapi::api::core::v1::Pod, name: &str) -> Option<String> {
+    pod.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+/// Confirms the end of every terminating pod in bondnet-system, as a node's kubelet does once
+/// the containers are gone (there is no kubelet here, so deleted pods would wait forever).
+async fn confirm_terminations(client: &Client) {
+    let api = pods(client, SYSTEM_NAMESPACE);
+    let list = api.list(&Default::default()).await.expect("list pods");
+    for pod in list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
+    {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let params = kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => panic!("confirm the end of pod {name}: {e}"),
+        }
+    }
+}
+
+async fn wait_for_pods(
+    client: &Client,
+    component: &str,
+    count: usize,
+    check: impl Fn(&k8s_openapi::api::core::v1::Pod) -> bool + Copy,
+) {
+    eventually_within(
+        Duration::from_secs(120),
+        &format!("{count} {component} pods"),
+        || async move {
+            confirm_terminations(client).await;
+            let all = component_pods(client, component).await;
+            let live: Vec<_> = all
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            if live.len() == count && live.iter().all(|p| check(p)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} pods ({} matching)",
+                    live.len(),
+                    live.iter().filter(|p| check(p)).count()
+                ))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 5, the real control plane: cargo test -p bondnet-tests --test apiserver -- --ignored"]
+async fn helm_installs_the_chart_the_controllers_make_its_pods_upgrade_rolls_them_and_uninstall_leaves_only_the_crds(
+) {
+    let server = Server::start("helm");
+    let client = server.client().await;
+    helm_install(&server, &[]);
+    // The CRDs came with the chart; the Nodes register as kubelets would.
+    apply_example_nodes(&client).await;
+    let nodes = yaml_documents(&repo_root().join("examples/nodes.yaml"))
+        .into_iter()
+        .filter(|d| d["kind"] == "Node")
+        .count();
+    for doc in yaml_documents(&repo_root().join("examples/nodes.yaml")) {
+        if doc["kind"] == "Node" {
+            post_node_status(
+                &client,
+                doc["metadata"]["name"].as_str().expect("a name"),
+                json!({}),
+            )
+            .await;
+        }
+    }
+
+    // The Deployment and DaemonSet controllers make the pods (Pending: there is no kubelet).
+    wait_for_pods(&client, "controller", 2, |_| true).await;
+    wait_for_pods(&client, "webhook", 2, |_| true).await;
+    wait_for_pods(&client, "agent", nodes, |p| {
+        env_of(p, "BONDNET_SCAN_INTERVAL_SECONDS").as_deref() == Some("60")
+    })
+    .await;
+
+    // An upgrade with changed values: the Deployment scales, the DaemonSet rolls its pods.
+    let chart = chart_dir();
+    tool(
+        &server,
+        "helm",
+        &[
+            "upgrade",
+            "bondnet",
+            &chart,
+            "--namespace",
+            SYSTEM_NAMESPACE,
+            "--reuse-values",
+            "--set",
+            "controller.replicas=3",
+            "--set",
+            "agent.scanIntervalSeconds=30",
+        ],
+    );
+    wait_for_pods(&client, "controller", 3, |_| true).await;
+    wait_for_pods(&client, "agent", nodes, |p| {
+        env_of(p, "BONDNET_SCAN_INTERVAL_SECONDS").as_deref() == Some("30")
+    })
+    .await;
+
+    // Uninstall: everything of the release goes, its pods through the garbage collector;
+    // the CRDs stay (docs/install.md says so).
+    tool(
+        &server,
+        "helm",
+        &[
+            "uninstall",
+            "bondnet",
+            "--namespace",
+            SYSTEM_NAMESPACE,
+            "--wait",
+        ],
+    );
+    eventually_within(
+        Duration::from_secs(120),
+        "nothing of the release left",
+        || {
+            let client = client.clone();
+            async move {
+                confirm_terminations(&client).await;
+                let selector =
+                    kube::api::ListParams::default().labels("app.kubernetes.io/instance=bondnet");
+                let mut left = Vec::new();
+                for (group, version, kind, plural, namespaced) in [
+                    ("apps", "v1", "Deployment", "deployments", true),
+                    ("apps", "v1", "DaemonSet", "daemonsets", true),
+                    ("", "v1", "Pod", "pods", true),
+                    ("", "v1", "Service", "services", true),
+                    ("", "v1", "ServiceAccount", "serviceaccounts", true),
+                    (
+                        "rbac.authorization.k8s.io",
+                        "v1",
+                        "ClusterRole",
+                        "clusterroles",
+                        false,
+                    ),
+                    (
+                        "rbac.authorization.k8s.io",
+                        "v1",
+                        "ClusterRoleBinding",
+                        "clusterrolebindings",
+                        false,
+                    ),
+                    ("rbac.authorization.k8s.io", "v1", "Role", "roles", true),
+                    (
+                        "admissionregistration.k8s.io",
+                        "v1",
+                        "MutatingWebhookConfiguration",
+                        "mutatingwebhookconfigurations",
+                        false,
+                    ),
+                ] {
+                    let api = dynamic_api(
+                        &client,
+                        &GroupVersionKind::gvk(group, version, kind),
+                        plural,
+                        namespaced.then_some(SYSTEM_NAMESPACE),
+                    );
+                    let n = api
+                        .list_metadata(&selector)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .items
+                        .len();
+                    if n > 0 {
+                        left.push(format!("{n} {kind}"));
+                    }
+                }
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(left.join(", "))
+                }
+            }
+        },
+    )
+    .await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in ["bondnetworks.bondnet.io", "bondnodestates.bondnet.io"] {
+        assert!(
+            crds.get_opt(name).await.expect("get a CRD").is_some(),
+            "helm uninstall removed CRD {name}"
+        );
+    }
+}
+
+/// Lines of a bondnet log where the API server refused a request.
+fn forbidden_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("forbidden") || l.contains("Forbidden") || l.contains(" 403"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 5, the real control plane: cargo test -p bondnet-tests --test apiserver -- --ignored"]
+async fn the_controller_and_the_agent_work_with_exactly_the_charts_rbac_and_a_removed_rule_is_caught(
+) {
+    let server = Server::start("rbac");
+    let client = server.client().await;
+    helm_install(&server, &[]);
+    // The NAD CRD comes with Multus, not with the chart.
+    install_crds(&client).await;
+    apply_example_nodes(&client).await;
+    let controller_config = service_account_kubeconfig(&server, "bondnet-controller");
+    let agent_config = service_account_kubeconfig(&server, "bondnet-agent");
+
+    // The agent, as bondnet-agent, publishes its node's inventory.
+    let sysfs = SysfsTree::new(server.dir.join("host"));
+    sysfs.pf(
+        "ens1f0",
+        "0000:3b:00.0",
+        ("8086", "159b", "ice"),
+        ("0000:3b:01.0", "1889", "iavf"),
+        128,
+        8,
+    );
+    let root = sysfs.root.to_str().expect("a UTF-8 path").to_string();
+    let mut agent = Bondnet::start_as(
+        &server,
+        &agent_config,
+        "agent",
+        &[
+            "agent",
+            "--node-name",
+            "worker-a",
+            "--sysfs-root",
+            &root,
+            "--interval-seconds",
+            "1",
+        ],
+    );
+    wait_for(
+        &node_states(&client),
+        "worker-a",
+        "published by the agent's ServiceAccount",
+        |o| {
+            o.and_then(|o| o["status"]["pfs"].as_array())
+                .is_some_and(|p| p.len() == 1)
+        },
+    )
+    .await;
+    agent.assert_running();
+
+    // The controller, as bondnet-controller: NADs, ConfigMap, status, its Lease and Events.
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut controller = Bondnet::start_as(
+        &server,
+        &controller_config,
+        "controller",
+        &[
+            "controller",
+            "--identity",
+            "controller-rbac",
+            "--metrics-address",
+            &address,
+        ],
+    );
+    let doc = example_network("fast-failover");
+    let ns = doc["metadata"]["namespace"].as_str().expect("a namespace");
+    apply_document(&client, &doc).await;
+    let (network, written) = ready_network_with_nads(&client, ns, "fast-failover", 3).await;
+    assert_nads(&network, &written);
+    let cm: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
+    cm.get("bondnet-device-plugin-config")
+        .await
+        .expect("the device-plugin ConfigMap");
+    let lease = leases(&client)
+        .get("bondnet-controller")
+        .await
+        .expect("the Lease");
+    assert_eq!(
+        lease_holder(Some(&serde_json::to_value(lease).expect("JSON"))).as_deref(),
+        Some("controller-rbac")
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let recorded = eventually("an Event on the BondNetwork", || {
+        let events = events.clone();
+        async move {
+            let list = events
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let on_network: Vec<_> = list
+                .items
+                .into_iter()
+                .filter(|e| {
+                    e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("BondNetwork")
+                })
+                .collect();
+            if on_network.is_empty() {
+                Err("none yet".to_string())
+            } else {
+                Ok(on_network)
+            }
+        }
+    })
+    .await;
+    assert!(
+        recorded.iter().all(|e| e.reporting_controller.is_some()),
+        "{recorded:?}"
+    );
+    controller.assert_running();
+    agent.assert_running();
+    for (who, log) in [("controller", controller.log()), ("agent", agent.log())] {
+        let refused = forbidden_lines(&log);
+        assert!(
+            refused.is_empty(),
+            "the {who} was refused with the chart's RBAC:\n{}",
+            refused.join("\n")
+        );
+    }
+
+    // Without one of the chart's rules (status of BondNetworks) the same flow fails, and the
+    // tier sees it: the next network never becomes Ready and the refusal is in the log.
+    let roles: Api<k8s_openapi::api::rbac::v1::ClusterRole> = Api::all(client.clone());
+    let mut role = roles
+        .get("bondnet-controller")
+        .await
+        .expect("the controller's ClusterRole");
+    let rules = role.rules.take().unwrap_or_default();
+    let kept: Vec<_> = rules
+        .into_iter()
+        .filter(|r| {
+            !r.resources
+                .as_ref()
+                .is_some_and(|res| res.iter().any(|x| x == "bondnetworks/status"))
+        })
+        .collect();
+    role.rules = Some(kept);
+    role.metadata.managed_fields = None;
+    roles
+        .replace("bondnet-controller", &PostParams::default(), &role)
+        .await
+        .expect("drop the rule");
+    let other = example_network("lacp");
+    let other_ns = other["metadata"]["namespace"]
+        .as_str()
+        .expect("a namespace");
+    apply_document(&client, &other).await;
+    eventually("the missing rule refused in the controller's log", || {
+        let log = controller.log();
+        async move {
+            if forbidden_lines(&log)
+                .iter()
+                .any(|l| l.contains("bondnetworks"))
+            {
+                Ok(())
+            } else {
+                Err("no refusal logged yet".to_string())
+            }
+        }
+    })
+    .await;
+    let status = bond_networks(&client, other_ns)
+        .get("lacp")
+        .await
+        .expect("lacp");
+    let status = serde_json::to_value(status).expect("JSON");
+    assert!(
+        condition(Some(&status), "Ready").is_none_or(|c| c["status"] != "True"),
+        "lacp became Ready without the status rule: {}",
+        status["status"]
+    );
 }
