@@ -2288,6 +2288,11 @@ async fn the_controller_and_the_agent_work_with_exactly_the_charts_rbac_and_a_re
     let agent_config = service_account_kubeconfig(&server, "bondnet-agent");
 
     // The agent, as bondnet-agent, publishes its node's inventory.
+    apply_document(
+        &client,
+        &json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": "worker-a" } }),
+    )
+    .await;
     let sysfs = SysfsTree::new(server.dir.join("host"));
     sysfs.pf(
         "ens1f0",
@@ -2344,11 +2349,18 @@ async fn the_controller_and_the_agent_work_with_exactly_the_charts_rbac_and_a_re
     apply_document(&client, &doc).await;
     let (network, written) = ready_network_with_nads(&client, ns, "fast-failover", 3).await;
     assert_nads(&network, &written);
-    let cm: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(client.clone(), SYSTEM_NAMESPACE);
-    cm.get("bondnet-device-plugin-config")
-        .await
-        .expect("the device-plugin ConfigMap");
+    // The device-plugin pools, in the BondNodeStates' spec (a patch by the controller's token).
+    let pooled = eventually("device-plugin pools in the BondNodeStates", || {
+        let client = client.clone();
+        async move {
+            match node_state_pools(&client).await? {
+                0 => Err("no node has pools".to_string()),
+                n => Ok(n),
+            }
+        }
+    })
+    .await;
+    assert!(pooled > 0);
     let lease = leases(&client)
         .get("bondnet-controller")
         .await
