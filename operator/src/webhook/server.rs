@@ -42,7 +42,8 @@ const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct Limits {
     /// Time for a client to finish the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time for a request's headers to arrive once the client starts sending them.
+    /// Time for a request's headers to arrive, counted from when the connection waits for
+    /// them: an idle keep-alive connection is closed after as long.
     pub header_read_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
@@ -181,7 +182,9 @@ where
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Biased: once shutdown is asked for, nothing more is accepted.
         let permit = tokio::select! {
+            biased;
             () = &mut shutdown => break,
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -189,6 +192,7 @@ where
             },
         };
         let (stream, peer) = tokio::select! {
+            biased;
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -792,6 +796,31 @@ mod tests {
             .await
             .expect("the server closed the silent connection");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_header_timeout_and_frees_its_slot() {
+        let running = start_with(Limits {
+            header_read_timeout: Duration::from_millis(200),
+            max_connections: 1,
+            ..Limits::default()
+        })
+        .await;
+        let mut idle = connect(running.address, &running.ca)
+            .await
+            .expect("connect");
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(PATIENCE, idle.read(&mut buffer))
+            .await
+            .expect("the server closed the idle connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        let (status, _) = tokio::time::timeout(
+            PATIENCE,
+            https(running.address, &running.ca, "GET", "/healthz", ""),
+        )
+        .await
+        .expect("the only slot is free again");
+        assert_eq!(status, 200);
     }
 
     #[tokio::test]
