@@ -79,7 +79,7 @@ macro_rules! bond_options {
                 })
             }
 
-            /// The options that are set, by JSON name, in table order.
+            /// The options that are set, by JSON name (in name order).
             pub fn to_map(&self) -> Map<String, Value> {
                 let mut map = Map::new();
                 $( if let Some(v) = &self.$field { map.insert($json.to_owned(), v.to_json()); } )+

@@ -71,7 +71,7 @@ fn an_invalid_network_fails_the_plan_naming_the_network_and_field() {
         .to_string();
     assert_eq!(
         err,
-        "BondNetwork telco/fast: spec.lacpRate: lacpRate needs mode 802.3ad (mode is active-backup)"
+        "BondNetwork telco/fast: spec.lacpRate: lacpRate only applies in mode 802.3ad; remove it or change mode"
     );
     assert!(out.is_empty(), "nothing is printed for an invalid input");
 }

@@ -561,7 +561,7 @@ async fn an_api_error_fails_the_reconcile_with_a_category_and_backs_off() {
 async fn an_invalid_spec_writes_only_status_and_waits_for_a_change() {
     let (client, mut server) = mock::client();
     let mut net = fast(true);
-    net.spec.lacp_rate = Some(crate::api::bond_network::LacpRate::Fast);
+    net.spec.bond.lacp_rate = Some(bondnet_bond::LacpRate::Fast);
     let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
     let task = spawn(net.clone(), ctx);
     expect_configmap_reads(&mut server, None, vec![]).await;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::Serialize;
 
-use crate::api::bond_network::BondNetworkSpec;
+use crate::api::bond_network::{BondMode, BondNetworkSpec};
 use crate::api::keys;
 use crate::api::nad::{NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec};
 use crate::plan::names;
@@ -151,7 +151,8 @@ struct Link<'a> {
     name: &'a str,
 }
 
-/// The bond CNI config, in the `bond` plugin's spelling and in the order its users know.
+/// The bond CNI config: the fixed fields, then the bond options as the spec has them (by
+/// name), in the `bond` plugin's spelling.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct BondNadConfig<'a> {
@@ -159,87 +160,37 @@ struct BondNadConfig<'a> {
     #[serde(rename = "type")]
     type_: &'a str,
     name: &'a str,
-    mode: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fail_over_mac: Option<u8>,
+    mode: BondMode,
     links_in_container: bool,
-    /// A string, as upstream bond-cni requires; bondnet's plugin takes both.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    miimon: Option<String>,
     links: Vec<Link<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ipam: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mtu: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    all_slaves_active: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tlb_dynamic_lb: Option<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    xmit_hash_policy: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lacp_rate: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ad_select: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    min_links: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    primary: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    primary_reselect: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    updelay: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    downdelay: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arp_interval: Option<u32>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    arp_ip_targets: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arp_validate: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arp_all_targets: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    num_peer_notif: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resend_igmp: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    packets_per_slave: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lp_interval: Option<u32>,
+    #[serde(flatten)]
+    options: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The bond CNI config JSON of a network whose ports are `slots`.
 pub fn bond_config(name: &str, spec: &BondNetworkSpec, slots: &[SlotNames]) -> String {
+    let mut options = spec.bond.clone();
+    options.fail_over_mac = spec.effective_fail_over_mac();
+    options.miimon = options.effective_miimon();
+    let mut options = options.to_map();
+    // A string, as upstream bond-cni requires; bondnet's plugin takes both.
+    if let Some(miimon) = options.get_mut("miimon") {
+        *miimon = serde_json::Value::from(miimon.to_string());
+    }
     let config = BondNadConfig {
         cni_version: keys::CNI_VERSION,
         type_: "bond",
         name,
-        mode: spec.mode.as_str(),
-        fail_over_mac: spec.effective_fail_over_mac().map(|v| v.as_int()),
+        mode: spec.mode,
         links_in_container: true,
-        miimon: spec.effective_miimon_ms().map(|v| v.to_string()),
         links: slots.iter().map(|s| Link { name: &s.ifname }).collect(),
         ipam: spec.ipam.as_ref(),
         mtu: spec.mtu,
-        all_slaves_active: spec.all_slaves_active,
-        tlb_dynamic_lb: spec.tlb_dynamic_lb,
-        xmit_hash_policy: spec.xmit_hash_policy.map(|v| v.as_str()),
-        lacp_rate: spec.lacp_rate.map(|v| v.as_str()),
-        ad_select: spec.ad_select.map(|v| v.as_str()),
-        min_links: spec.min_links,
-        primary: spec.primary.as_deref(),
-        primary_reselect: spec.primary_reselect.map(|v| v.as_str()),
-        updelay: spec.updelay_ms,
-        downdelay: spec.downdelay_ms,
-        arp_interval: spec.arp_interval_ms,
-        arp_ip_targets: &spec.arp_ip_targets,
-        arp_validate: spec.arp_validate.map(|v| v.as_str()),
-        arp_all_targets: spec.arp_all_targets.map(|v| v.as_str()),
-        num_peer_notif: spec.num_peer_notif,
-        resend_igmp: spec.resend_igmp,
-        packets_per_slave: spec.packets_per_slave,
-        lp_interval: spec.lp_interval,
+        options,
     };
     to_json(&config)
 }

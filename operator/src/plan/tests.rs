@@ -235,12 +235,15 @@ fn a_pf_below_the_bond_mtu_is_rejected_by_name() {
 #[test]
 fn an_invalid_spec_gets_an_invalid_spec_condition_and_no_objects() {
     let networks = [network("ns", "net", |s| {
-        s.lacp_rate = Some(crate::api::bond_network::LacpRate::Fast)
+        s.bond.lacp_rate = Some(bondnet_bond::LacpRate::Fast)
     })];
     let nodes = [node_with_cards("n1", &[], 2, 8)];
     let plan = run(&networks, &nodes);
     let net = &plan.networks[0];
-    assert_eq!(net.invalid.as_ref().map(|e| e.field), Some("lacpRate"));
+    assert_eq!(
+        net.invalid.as_ref().map(|e| e.field.as_str()),
+        Some("lacpRate")
+    );
     assert!(net.nads.is_empty());
     assert_eq!(net.status.conditions[0].reason, "InvalidSpec");
     assert!(plan.device_plugin["n1"].resource_list.is_empty());
@@ -257,7 +260,7 @@ fn the_bond_nad_config_has_the_plugin_shape() {
     assert_eq!(bond.metadata.name.as_deref(), Some("net"));
     assert_eq!(
         bond.spec.config,
-        r#"{"cniVersion":"1.0.0","type":"bond","name":"net","mode":"active-backup","failOverMac":1,"linksInContainer":true,"miimon":"100","links":[{"name":"bond0p0"},{"name":"bond0p1"}],"ipam":{"type":"static"}}"#
+        r#"{"cniVersion":"1.0.0","type":"bond","name":"net","mode":"active-backup","linksInContainer":true,"links":[{"name":"bond0p0"},{"name":"bond0p1"}],"ipam":{"type":"static"},"failOverMac":1,"miimon":"100"}"#
     );
 }
 
