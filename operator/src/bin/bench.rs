@@ -1,6 +1,11 @@
 //! Times one plan of a large cluster and prints its peak memory: 5,000 nodes with 4 PFs each
-//! (two dual-port cards) and 500 BondNetworks in 50 node pools. Run it in release mode:
+//! (two dual-port cards) and 1,000 BondNetworks in 50 node pools (`--networks N` for another
+//! count). Run it in release mode:
 //! `cargo run --release -p bondnet-operator --bin bondnet-bench`.
+//!
+//! It also adds one more network to the converged plan and counts the node states whose
+//! device-plugin pools change (the controller's writes besides the new network's own NADs and
+//! status), and prints the largest node state's pools: the per-object size bound.
 //!
 //! With `--everywhere`, no network has a nodeSelector: all 500 compete for every node, so
 //! most (network, node) pairs are refused and carry a reason, the worst case for memory.
@@ -12,7 +17,7 @@ use bondnet::fixtures::{network, node_with_cards};
 use bondnet::plan::{self, Allocation, Inputs, NodeOutcome, Settings};
 
 const NODES: u32 = 5_000;
-const NETWORKS: u32 = 500;
+const NETWORKS: u32 = 1_000;
 const POOLS: u32 = 50;
 const VFS_PER_PF: u32 = 32;
 
@@ -31,7 +36,14 @@ fn mib(kib: Option<u64>) -> String {
 }
 
 fn main() {
-    let everywhere = std::env::args().any(|a| a == "--everywhere");
+    let args: Vec<String> = std::env::args().collect();
+    let everywhere = args.iter().any(|a| a == "--everywhere");
+    let networks_count: u32 = args
+        .iter()
+        .position(|a| a == "--networks")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse().expect("--networks takes a number"))
+        .unwrap_or(NETWORKS);
     let nodes: Vec<_> = (0..NODES)
         .map(|i| {
             let pool = format!("pool-{}", i % POOLS);
@@ -43,7 +55,7 @@ fn main() {
             )
         })
         .collect();
-    let networks: Vec<_> = (0..NETWORKS)
+    let networks: Vec<_> = (0..networks_count)
         .map(|i| {
             network(
                 &format!("tenant-{}", i % 20),
@@ -99,13 +111,58 @@ fn main() {
     });
     let replan = start.elapsed();
     let stable = again.allocation() == previous;
+    let largest_state = again
+        .device_plugin
+        .values()
+        .map(|c| serde_json::to_string(c).map(|s| s.len()).unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let converged: BTreeMap<String, String> = again
+        .device_plugin
+        .iter()
+        .map(|(n, c)| {
+            (
+                (*n).to_owned(),
+                serde_json::to_string(c).unwrap_or_default(),
+            )
+        })
+        .collect();
+    drop(again);
+
+    // One more network on the converged cluster: how long, and how many node states change.
+    let mut one_more = networks.clone();
+    one_more.push(network("tenant-new", "bond-new", |spec| {
+        if !everywhere {
+            spec.node_selector
+                .insert("bondnet.io/pool".into(), "pool-0".into());
+        }
+    }));
+    let start = Instant::now();
+    let added = plan::plan(&Inputs {
+        networks: &one_more,
+        nodes: &nodes,
+        node_labels: &labels,
+        previous: &previous,
+        settings: &settings,
+    });
+    let add_time = start.elapsed();
+    let changed_states = added
+        .device_plugin
+        .iter()
+        .filter(|(n, c)| converged.get(**n) != serde_json::to_string(c).ok().as_ref())
+        .count();
+    let new_nads = added
+        .networks
+        .iter()
+        .find(|n| n.name == "bond-new")
+        .map_or(0, |n| n.nads.len());
 
     let layout = if everywhere {
         "each selecting every node".to_owned()
     } else {
         format!("in {POOLS} node pools")
     };
-    println!("bondnet plan bench: {NODES} nodes x 4 PFs, {NETWORKS} BondNetworks {layout}");
+    println!("bondnet plan bench: {NODES} nodes x 4 PFs, {networks_count} BondNetworks {layout}");
     println!(
         "  plan + device-plugin ConfigMap: {:.1} ms",
         elapsed.as_secs_f64() * 1000.0
@@ -129,4 +186,9 @@ fn main() {
         mib(status_kib("VmHWM:"))
     );
     println!("  allocation unchanged on re-plan: {stable}");
+    println!("  largest node state's device-plugin pools: {largest_state} bytes");
+    println!(
+        "  one more network: plan {:.1} ms; writes: {changed_states} node states + {new_nads} NADs + 1 status",
+        add_time.as_secs_f64() * 1000.0
+    );
 }
