@@ -752,26 +752,7 @@ mod tests {
         assert!(err.to_string().contains("balance-rr"), "{err}");
     }
 
-    fn crd_schema() -> serde_json::Value {
-        use kube::CustomResourceExt;
-        let crd = BondNetwork::crd();
-        let schema = crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .expect("schema")
-            .open_api_v3_schema
-            .as_ref();
-        serde_json::to_value(schema.expect("openAPIV3Schema")).expect("schema serializes")
-    }
-
-    fn object(spec: &serde_json::Value) -> serde_json::Value {
-        json!({
-            "apiVersion": "bondnet.io/v1alpha1",
-            "kind": "BondNetwork",
-            "metadata": {"name": "net", "namespace": "ns"},
-            "spec": spec,
-        })
-    }
+    use super::tests_support::{crd_schema, object};
 
     #[test]
     fn every_cel_rule_compiles() {
@@ -806,6 +787,167 @@ mod tests {
         for spec in accepted_specs() {
             let result = kube::core::cel::Validator::new().validate(&schema, &object(&spec), None);
             assert!(result.is_ok(), "{spec}: {result:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+    use serde_json::json;
+
+    pub(super) fn crd_schema() -> serde_json::Value {
+        use kube::CustomResourceExt;
+        let crd = BondNetwork::crd();
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .expect("schema")
+            .open_api_v3_schema
+            .as_ref();
+        serde_json::to_value(schema.expect("openAPIV3Schema")).expect("schema serializes")
+    }
+
+    pub(super) fn object(spec: &serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "bondnet.io/v1alpha1",
+            "kind": "BondNetwork",
+            "metadata": {"name": "net", "namespace": "ns"},
+            "spec": spec,
+        })
+    }
+}
+
+/// The contract between the API server, `bondnet plan` and the plugin: for specs over every mode
+/// and every bond option (singly and in pairs, valid and invalid values), the CRD's CEL rules and
+/// `validate()` agree; a refusal names the field with the same message; every accepted spec
+/// renders a bond NAD whose options the plugin's reader and rules accept and that encodes to
+/// netlink.
+#[cfg(test)]
+mod contract {
+    use super::tests_support::{crd_schema, object};
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// Values per option: valid ones and ones some mode or rule refuses, all of the schema's
+    /// types (what the schema alone refuses never reaches CEL).
+    fn values() -> Vec<(&'static str, Vec<Value>)> {
+        vec![
+            ("miimon", vec![json!(0), json!(100), json!(150)]),
+            ("failOverMac", vec![json!(0), json!(1), json!(2)]),
+            ("allSlavesActive", vec![json!(0), json!(1)]),
+            ("tlbDynamicLb", vec![json!(0), json!(1)]),
+            ("xmitHashPolicy", vec![json!("layer2"), json!("layer3+4")]),
+            ("lacpRate", vec![json!("fast")]),
+            ("adSelect", vec![json!("count")]),
+            ("minLinks", vec![json!(1), json!(3)]),
+            (
+                "primary",
+                vec![json!("bond0p1"), json!("bond0p5"), json!("eth0")],
+            ),
+            ("primaryReselect", vec![json!("better")]),
+            ("updelay", vec![json!(0), json!(200), json!(150)]),
+            ("downdelay", vec![json!(300), json!(50)]),
+            ("arpInterval", vec![json!(0), json!(100)]),
+            ("arpIpTargets", vec![json!(["10.0.0.1"]), json!([])]),
+            ("arpValidate", vec![json!("all")]),
+            ("arpAllTargets", vec![json!("any")]),
+            ("numPeerNotif", vec![json!(3)]),
+            ("resendIgmp", vec![json!(2)]),
+            ("packetsPerSlave", vec![json!(4)]),
+            ("lpInterval", vec![json!(2)]),
+        ]
+    }
+
+    fn option() -> impl Strategy<Value = (&'static str, Value)> {
+        let all: Vec<(&'static str, Value)> = values()
+            .into_iter()
+            .flat_map(|(name, vs)| vs.into_iter().map(move |v| (name, v)))
+            .collect();
+        proptest::sample::select(all)
+    }
+
+    #[test]
+    fn every_option_of_the_table_has_values_here() {
+        let here: Vec<&str> = values().iter().map(|(n, _)| *n).collect();
+        for o in bondnet_bond::OPTIONS {
+            assert!(here.contains(&o.name), "{} has no values here", o.name);
+        }
+    }
+
+    fn check(spec: Value) {
+        let schema = crd_schema();
+        let cel = kube::core::cel::Validator::new().validate(&schema, &object(&spec), None);
+        let parsed: BondNetworkSpec = serde_json::from_value(spec.clone()).expect("spec parses");
+        let rust = parsed.validate();
+        match (&cel, &rust) {
+            (Ok(()), Ok(())) => {
+                let slots = crate::plan::render::slot_names("ns", "net", &parsed);
+                let config: Value =
+                    serde_json::from_str(&crate::plan::render::bond_config("net", &parsed, &slots))
+                        .expect("config is JSON");
+                let map = config.as_object().expect("an object");
+                let mode = <BondMode as bondnet_bond::OptionValue>::from_json(&config["mode"])
+                    .expect("the plugin reads the mode");
+                let options = BondOptions::from_map(map)
+                    .unwrap_or_else(|e| panic!("{spec}: the plugin refuses the NAD: {e}"));
+                let links: Vec<String> = config["links"]
+                    .as_array()
+                    .expect("links")
+                    .iter()
+                    .map(|l| l["name"].as_str().expect("name").to_owned())
+                    .collect();
+                let ports = bondnet_bond::Ports {
+                    names: &links,
+                    hint: "name one of links",
+                };
+                bondnet_bond::validate(mode, &options, &ports)
+                    .unwrap_or_else(|e| panic!("{spec}: the plugin refuses the NAD: {e}"));
+                // The mode, then one attribute per option (primary as an ifindex).
+                let primary = options.primary.as_ref().map(|_| 1);
+                let attrs = bondnet_bond::netlink::encode(mode, &options, primary);
+                assert_eq!(attrs.len(), 1 + options.to_map().len(), "{spec}: {attrs:?}");
+            }
+            (Err(errors), Err(e)) => {
+                let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+                assert!(
+                    messages.contains(&e.message),
+                    "{spec}: validate() says {e:?}, CEL says {messages:?}"
+                );
+                assert!(e.message.starts_with(e.field.as_str()), "{e}");
+            }
+            _ => panic!("{spec}: CEL says {cel:?}, validate() says {rust:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn cel_and_validate_agree_and_accepted_specs_reach_netlink(
+            mode in proptest::sample::select(BondMode::ALL.to_vec()),
+            a in option(),
+            b in proptest::option::of(option()),
+        ) {
+            let mut spec = json!({"mode": mode, "links": 2});
+            spec[a.0] = a.1;
+            if let Some((name, value)) = b {
+                spec[name] = value;
+            }
+            check(spec);
+        }
+    }
+
+    #[test]
+    fn every_mode_with_every_single_option_value() {
+        for mode in BondMode::ALL {
+            for (name, vs) in values() {
+                for v in vs {
+                    let mut spec = json!({"mode": mode, "links": 2});
+                    spec[name] = v;
+                    check(spec);
+                }
+            }
         }
     }
 }
