@@ -74,6 +74,8 @@ export BONDNET_HELM_PYTHON=$helm_python
 
 features=(--features bondnet-plugin/test_as_root)
 tier "plugin: pure, protocol, netns (root)" cargo test -p bondnet-plugin "${features[@]}" --no-fail-fast
+# A bounded run of the plugin's input fuzzer (plugin/src/fuzz.rs): a minute of generated configs and CNI_* variables.
+run "plugin fuzz (60 s)" plugin/fuzz.sh 60
 tier "operator: unit, mock API, chart" cargo test -p bondnet-operator --no-fail-fast -- --include-ignored
 # Every other crate of the workspace (a crate added later is tested here without a new line).
 tier "other crates (bond, ...)" cargo test --workspace --exclude bondnet-plugin --exclude bondnet-operator --exclude bondnet-tests --no-fail-fast
