@@ -1,7 +1,8 @@
 //! The bonding vocabulary, once: the option values with the kernel's names and numbers
 //! ([`values`]), one [`BondOptions`] with every option's JSON name, modes and range
 //! ([`options`]), and the rules between them ([`rules`]), which give both the Rust validation
-//! (the plugin, `bondnet plan`) and the CRD's CEL rules.
+//! (the plugin, `bondnet plan`) and the CRD's CEL rules. [`samples`] holds the values the
+//! contract tests try against all three.
 //!
 //! Features: `netlink` (IFLA_BOND_* encoding, the readback and CHECK's diff) for the plugin;
 //! `schema` (JsonSchema) for the CRD. Neither kube nor CNI is a dependency.
@@ -12,6 +13,7 @@ pub mod values;
 
 #[cfg(feature = "netlink")]
 pub mod netlink;
+pub mod samples;
 #[cfg(feature = "schema")]
 mod schema;
 

@@ -830,34 +830,10 @@ mod contract {
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
-    /// Values per option: valid ones and ones some mode or rule refuses, all of the schema's
-    /// types (what the schema alone refuses never reaches CEL).
+    /// The shared sample values (valid ones and ones some mode or rule refuses); what the
+    /// schema alone refuses never reaches CEL and is compared on the real API server tier.
     fn values() -> Vec<(&'static str, Vec<Value>)> {
-        vec![
-            ("miimon", vec![json!(0), json!(100), json!(150)]),
-            ("failOverMac", vec![json!(0), json!(1), json!(2)]),
-            ("allSlavesActive", vec![json!(0), json!(1)]),
-            ("tlbDynamicLb", vec![json!(0), json!(1)]),
-            ("xmitHashPolicy", vec![json!("layer2"), json!("layer3+4")]),
-            ("lacpRate", vec![json!("fast")]),
-            ("adSelect", vec![json!("count")]),
-            ("minLinks", vec![json!(1), json!(3)]),
-            (
-                "primary",
-                vec![json!("bond0p1"), json!("bond0p5"), json!("eth0")],
-            ),
-            ("primaryReselect", vec![json!("better")]),
-            ("updelay", vec![json!(0), json!(200), json!(150)]),
-            ("downdelay", vec![json!(300), json!(50)]),
-            ("arpInterval", vec![json!(0), json!(100)]),
-            ("arpIpTargets", vec![json!(["10.0.0.1"]), json!([])]),
-            ("arpValidate", vec![json!("all")]),
-            ("arpAllTargets", vec![json!("any")]),
-            ("numPeerNotif", vec![json!(3)]),
-            ("resendIgmp", vec![json!(2)]),
-            ("packetsPerSlave", vec![json!(4)]),
-            ("lpInterval", vec![json!(2)]),
-        ]
+        bondnet_bond::samples::values()
     }
 
     fn option() -> impl Strategy<Value = (&'static str, Value)> {
@@ -868,14 +844,6 @@ mod contract {
         proptest::sample::select(all)
     }
 
-    #[test]
-    fn every_option_of_the_table_has_values_here() {
-        let here: Vec<&str> = values().iter().map(|(n, _)| *n).collect();
-        for o in bondnet_bond::OPTIONS {
-            assert!(here.contains(&o.name), "{} has no values here", o.name);
-        }
-    }
-
     fn check(spec: Value) {
         let schema = crd_schema();
         let cel = kube::core::cel::Validator::new().validate(&schema, &object(&spec), None);
@@ -884,29 +852,15 @@ mod contract {
         match (&cel, &rust) {
             (Ok(()), Ok(())) => {
                 let slots = crate::plan::render::slot_names("ns", "net", &parsed);
-                let config: Value =
-                    serde_json::from_str(&crate::plan::render::bond_config("net", &parsed, &slots))
-                        .expect("config is JSON");
-                let map = config.as_object().expect("an object");
-                let mode = <BondMode as bondnet_bond::OptionValue>::from_json(&config["mode"])
-                    .expect("the plugin reads the mode");
-                let options = BondOptions::from_map(map)
-                    .unwrap_or_else(|e| panic!("{spec}: the plugin refuses the NAD: {e}"));
-                let links: Vec<String> = config["links"]
-                    .as_array()
-                    .expect("links")
-                    .iter()
-                    .map(|l| l["name"].as_str().expect("name").to_owned())
-                    .collect();
-                let ports = bondnet_bond::Ports {
-                    names: &links,
-                    hint: "name one of links",
-                };
-                bondnet_bond::validate(mode, &options, &ports)
+                let config = crate::plan::render::bond_config("net", &parsed, &slots);
+                // The plugin's own reader, as cmd ADD runs it: JSON, mode, links, every option
+                // and every rule.
+                let conf = bond_cni::config::parse(config.as_bytes())
                     .unwrap_or_else(|e| panic!("{spec}: the plugin refuses the NAD: {e}"));
                 // The mode, then one attribute per option (primary as an ifindex).
+                let options = &conf.bond.options;
                 let primary = options.primary.as_ref().map(|_| 1);
-                let attrs = bondnet_bond::netlink::encode(mode, &options, primary);
+                let attrs = conf.bond.to_netlink(primary);
                 assert_eq!(attrs.len(), 1 + options.to_map().len(), "{spec}: {attrs:?}");
             }
             (Err(errors), Err(e)) => {
