@@ -10,6 +10,7 @@ pub mod cli;
 pub mod controller;
 pub mod error;
 pub mod fixtures;
+pub mod metrics_server;
 #[cfg(test)]
 pub mod mock;
 pub mod offline;

@@ -645,6 +645,150 @@ async fn cel_rules_reject_each_invalid_bond_network_with_its_message() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+// === one contract for the API server, `bondnet plan` and the plugin ===
+
+/// The table of the dry-run test: every mode with every sample value of every option, every
+/// mode with every pair of sample values of two options, and every value the schema refuses.
+fn option_table() -> Vec<Value> {
+    use bondnet::api::bond_network::BondMode;
+    let samples: Vec<(&str, Value)> = bondnet_bond::samples::values()
+        .into_iter()
+        .flat_map(|(name, values)| values.into_iter().map(move |v| (name, v)))
+        .collect();
+    let mut table = Vec::new();
+    for mode in BondMode::ALL {
+        let base = json!({"mode": mode, "links": 2});
+        for (i, (a, va)) in samples.iter().enumerate() {
+            let mut one = base.clone();
+            one[*a] = va.clone();
+            table.push(one);
+            for (b, vb) in &samples[i + 1..] {
+                if a != b {
+                    let mut two = base.clone();
+                    two[*a] = va.clone();
+                    two[*b] = vb.clone();
+                    table.push(two);
+                }
+            }
+        }
+    }
+    for (name, value) in bondnet_bond::samples::schema_invalid() {
+        let mut spec = json!({"mode": "active-backup", "links": 2});
+        spec[name] = value;
+        table.push(spec);
+    }
+    table
+}
+
+/// What `bondnet plan` says of a spec; for an accepted one, the bond NAD it renders is read by
+/// the plugin's own config reader (cmd ADD's first step: JSON, mode, links, every option and
+/// rule) and encoded to netlink. Err carries the message, which names the field.
+fn plan_and_plugin_verdict(spec: &Value) -> Result<(), String> {
+    use bondnet::api::bond_network::BondNetworkSpec;
+    use bondnet::plan::render;
+    let parsed: BondNetworkSpec =
+        serde_json::from_value(spec.clone()).map_err(|e| e.to_string())?;
+    parsed
+        .validate()
+        .map_err(|e| format!("{}: {}", e.field, e.message))?;
+    let slots = render::slot_names("contract", "net", &parsed);
+    let config = render::bond_config("net", &parsed, &slots);
+    let conf = bond_cni::config::parse(config.as_bytes())
+        .unwrap_or_else(|e| panic!("{spec}: accepted, but the plugin refuses its NAD: {e}"));
+    let attrs = conf
+        .bond
+        .to_netlink(conf.bond.options.primary.as_ref().map(|_| 1));
+    assert_eq!(
+        attrs.len(),
+        1 + conf.bond.options.to_map().len(),
+        "{spec}: every option reaches netlink: {attrs:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 5, the real control plane: cargo test -p bondnet-tests --test apiserver -- --ignored"]
+async fn every_mode_and_option_pair_dry_runs_on_the_server_as_bondnet_plan_judges_it_and_each_accepted_spec_reaches_the_plugin(
+) {
+    use futures::{stream, StreamExt};
+    let server = Server::start("contract");
+    let client = server.client().await;
+    install_crds(&client).await;
+    ensure_namespace(&client, "contract").await;
+    let api = bond_networks(&client, "contract");
+    let params = PatchParams::apply(MANAGER).dry_run().validation_strict();
+
+    let table = option_table();
+    let verdicts: Vec<(Value, Result<(), String>)> = stream::iter(table.iter().enumerate())
+        .map(|(i, spec)| {
+            let api = api.clone();
+            let params = params.clone();
+            async move {
+                let name = format!("c{i}");
+                let object = bond_network(&name, spec.clone());
+                let verdict = match api.patch(&name, &params, &Patch::Apply(&object)).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 422 => Err(status.message),
+                    Err(e) => panic!("{spec}: the dry run failed for another reason: {e}"),
+                };
+                (spec.clone(), verdict)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+
+    let (mut accepted, mut refused) = (0, 0);
+    let mut failures = Vec::new();
+    for (spec, server) in &verdicts {
+        match (server, plan_and_plugin_verdict(spec)) {
+            (Ok(()), Ok(())) => accepted += 1,
+            (Err(said), Err(ours)) => {
+                refused += 1;
+                // The server prefixes the field's path (spec.<field>) and adds the value; the
+                // field and our message must both be in what it says.
+                let field = ours.split(':').next().unwrap_or_default();
+                let message = ours[field.len()..].trim_start_matches(':').trim();
+                let named =
+                    said.contains(&format!("spec.{field}")) || said.contains(&format!("{field} "));
+                let explained = said.contains(message) || schema_refusal(said);
+                if !named || !explained {
+                    failures.push(format!(
+                        "{spec}: the server says \"{said}\", bondnet plan says \"{ours}\""
+                    ));
+                }
+            }
+            (server, ours) => failures.push(format!(
+                "{spec}: the server says {server:?}, bondnet plan says {ours:?}"
+            )),
+        }
+    }
+    eprintln!(
+        "{} specs dry-run: {accepted} accepted (each read by the plugin), {refused} refused by both",
+        verdicts.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+}
+
+/// A refusal of the structural schema (type, enum, range, list length): its wording is the API
+/// server's, not a CEL message, so only the field is compared.
+fn schema_refusal(message: &str) -> bool {
+    [
+        "Unsupported value",
+        "must be of type",
+        "should be less than or equal to",
+        "should be greater than or equal to",
+        "Too many",
+        "must have at most",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 5, the real control plane: cargo test -p bondnet-tests --test apiserver -- --ignored"]
 async fn schema_defaults_fill_an_empty_bond_network_and_unknown_fields_are_refused() {
@@ -760,6 +904,39 @@ impl Bondnet {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The port its metrics server bound (the log line of `metrics_server::bind`).
+    fn metrics_port(&mut self) -> u16 {
+        self.bound_port("serving /metrics")
+    }
+
+    /// The port of the first log line containing `what` and `address=HOST:PORT` (a server that
+    /// was given port 0 logs the one it bound); waits for it, and fails the test with the log
+    /// if the process exits first.
+    fn bound_port(&mut self, what: &str) -> u16 {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let log = self.log();
+            let port = log
+                .lines()
+                .filter(|l| l.contains(what))
+                .find_map(|l| {
+                    let (_, rest) = l.split_once("address=")?;
+                    let address = rest.split_whitespace().next()?.trim_matches('"');
+                    address.parse::<std::net::SocketAddr>().ok()
+                })
+                .map(|a| a.port());
+            if let Some(port) = port {
+                return port;
+            }
+            self.assert_running();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no \"{what}\" with an address in the log after {TIMEOUT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn log(&self) -> String {
@@ -921,13 +1098,6 @@ where
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 // === a fixture sysfs tree for the agent ===
@@ -1126,10 +1296,10 @@ async fn network_nads(client: &Client, ns: &str, network: &str) -> Vec<Value> {
     items
 }
 
+/// Starts a controller whose metrics server binds a port of the kernel's choice (port 0: no
+/// probe for a free port, so no race for it) and returns it with that port.
 fn start_controller(server: &Server, name: &str) -> (Bondnet, u16) {
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let controller = Bondnet::start(
+    let mut controller = Bondnet::start(
         server,
         name,
         &[
@@ -1137,9 +1307,10 @@ fn start_controller(server: &Server, name: &str) -> (Bondnet, u16) {
             "--identity",
             name,
             "--metrics-address",
-            &address,
+            "127.0.0.1:0",
         ],
     );
+    let port = controller.metrics_port();
     (controller, port)
 }
 
@@ -1987,6 +2158,12 @@ async fn the_scheduler_binds_a_pod_only_to_a_node_offering_its_vf_resources_and_
 /// Runs one of the control plane's tools (`helm`, `kubectl`) against the test's server as
 /// its admin; returns stdout, or fails the test with stderr.
 fn tool(server: &Server, name: &str, args: &[&str]) -> String {
+    tool_result(server, name, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs a control plane tool (kubectl, helm) against the test's server; Err holds the command
+/// and what it printed.
+fn tool_result(server: &Server, name: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(control_plane_bin().join(name))
         .args(args)
         .env("KUBECONFIG", &server.kubeconfig)
@@ -2002,13 +2179,15 @@ fn tool(server: &Server, name: &str, args: &[&str]) -> String {
         format!("$ {name} {}\n{stdout}{stderr}", args.join(" ")),
     )
     .ok();
-    assert!(
-        out.status.success(),
-        "{name} {} failed ({}):\n{stdout}{stderr}",
-        args.join(" "),
-        out.status
-    );
-    stdout
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{name} {} failed ({}):\n{stdout}{stderr}",
+            args.join(" "),
+            out.status
+        ))
+    }
 }
 
 fn chart_dir() -> String {
@@ -2289,6 +2468,253 @@ fn forbidden_lines(log: &str) -> Vec<&str> {
         .collect()
 }
 
+// === admission for real: the API server's own webhook client ===
+
+/// An IPv4 address outside 127.0.0.0/8 on this host's `lo`, removed again on drop. The API
+/// server reaches a webhook through its Service's EndpointSlice, and EndpointSlices refuse
+/// loopback addresses; one from TEST-NET-1 (192.0.2.0/24, never routed) on `lo` is local to
+/// this host and reaches nothing else. Needs root, as the netns tier does.
+struct HostAddress {
+    address: String,
+}
+
+impl HostAddress {
+    fn add(last_octet: u8) -> HostAddress {
+        let address = format!("192.0.2.{last_octet}");
+        let out = Command::new("ip")
+            .args(["addr", "replace", &format!("{address}/32"), "dev", "lo"])
+            .output()
+            .expect("run ip (iproute2)");
+        assert!(
+            out.status.success(),
+            "cannot add {address}/32 to lo (this test needs root, as the netns tier does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        HostAddress { address }
+    }
+}
+
+impl Drop for HostAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.address), "dev", "lo"])
+            .output();
+    }
+}
+
+/// Creates the pod in `file` with `kubectl create`; Err holds what kubectl printed.
+fn kubectl_create(server: &Server, file: &Path) -> Result<String, String> {
+    let path = file.to_str().expect("a UTF-8 path");
+    tool_result(server, "kubectl", &["create", "-f", path])
+}
+
+/// An EndpointSlice of the Service `service` (in the system namespace) naming one ready
+/// endpoint, `address:port`, under the Service's port name.
+fn endpoint_slice(service: &str, address: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": format!("{service}-test"),
+            "namespace": SYSTEM_NAMESPACE,
+            "labels": {
+                "kubernetes.io/service-name": service,
+                "endpointslice.kubernetes.io/managed-by": MANAGER,
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{ "addresses": [address], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+    })
+}
+
+fn write_pod(server: &Server, ns: &str, name: &str, networks: Option<&str>) -> PathBuf {
+    let mut pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "namespace": ns },
+        "spec": { "containers": [{ "name": "app", "image": "registry.invalid/app:1" }] },
+    });
+    if let Some(networks) = networks {
+        pod["metadata"]["annotations"] = json!({ "k8s.v1.cni.cncf.io/networks": networks });
+    }
+    let file = server.dir.join(format!("pod-{name}.json"));
+    std::fs::write(&file, pod.to_string()).expect("write the pod");
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 5, the real control plane: cargo test -p bondnet-tests --test apiserver -- --ignored"]
+async fn the_api_servers_webhook_client_expands_bonded_pods_refuses_not_ready_ones_and_needs_no_webhook_for_the_rest(
+) {
+    let server = Server::start("admission");
+    let client = server.client().await;
+    helm_install(&server, &[]);
+    install_crds(&client).await;
+    apply_example_nodes(&client).await;
+    let webhook = "bondnet-webhook";
+
+    // The webhook, as bondnet-webhook (the chart's ServiceAccount), on a non-loopback address
+    // of this host and a port of the kernel's choice; it makes its certificate, keeps it in its
+    // Secret and writes the caBundle into the chart's MutatingWebhookConfiguration itself.
+    let host = HostAddress::add(17);
+    let listen = format!("{}:0", host.address);
+    let webhook_config = service_account_kubeconfig(&server, webhook);
+    let start_webhook = |log_name: &str| {
+        let mut process = Bondnet::start_as(
+            &server,
+            &webhook_config,
+            log_name,
+            &[
+                "webhook",
+                "--listen",
+                &listen,
+                "--metrics-address",
+                "127.0.0.1:0",
+            ],
+        );
+        let port = process.bound_port("serving admission reviews");
+        (process, port)
+    };
+    let (mut process, port) = start_webhook("webhook");
+    // The chart's Service selects the webhook's pods, which stay Pending here (no kubelet):
+    // an EndpointSlice of our own names the process instead, as kube-proxy-less clusters and
+    // external webhooks do.
+    apply_document(&client, &endpoint_slice(webhook, &host.address, port)).await;
+    let configurations = dynamic_api(
+        &client,
+        &GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+        ),
+        "mutatingwebhookconfigurations",
+        None,
+    );
+    wait_for(
+        &configurations,
+        webhook,
+        "given a caBundle by the webhook",
+        |o| {
+            o.and_then(|o| o["webhooks"][0]["clientConfig"]["caBundle"].as_str())
+                .is_some_and(|b| !b.is_empty())
+        },
+    )
+    .await;
+
+    // A Ready network, from the controller.
+    let (mut controller, _) = start_controller(&server, "controller-1");
+    let doc = example_network("fast-failover");
+    let ns = doc["metadata"]["namespace"]
+        .as_str()
+        .expect("a namespace")
+        .to_owned();
+    apply_document(&client, &doc).await;
+    let (network, _) = ready_network_with_nads(&client, &ns, "fast-failover", 3).await;
+    wait_for_default_service_account(&client, &ns).await;
+
+    // kubectl creates a pod naming the network; the API server's webhook client calls the
+    // webhook and applies its patch: the stored pod has the full ordered network list and the
+    // VF requests, exactly as the network's status says a pod without the webhook needs them.
+    let created = eventually("a bonded pod created through the webhook", || {
+        let file = write_pod(&server, &ns, "bonded", Some("fast-failover"));
+        let server = &server;
+        async move { kubectl_create(server, &file) }
+    })
+    .await;
+    assert!(created.contains("pod/bonded created"), "{created}");
+    let stored = pods(&client, &ns)
+        .get("bonded")
+        .await
+        .expect("the stored pod");
+    let annotations = stored.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("k8s.v1.cni.cncf.io/networks")
+            .map(String::as_str),
+        network["status"]["podAnnotation"].as_str(),
+        "the stored pod's networks are the expansion: {annotations:?}"
+    );
+    let resources = stored.spec.as_ref().expect("a spec").containers[0]
+        .resources
+        .clone()
+        .unwrap_or_default();
+    let wanted = network["status"]["podResources"]
+        .as_object()
+        .expect("podResources");
+    assert!(!wanted.is_empty(), "{network}");
+    for (resource, quantity) in wanted {
+        for (what, list) in [
+            ("requests", &resources.requests),
+            ("limits", &resources.limits),
+        ] {
+            let got = list
+                .as_ref()
+                .and_then(|l| l.get(resource))
+                .map(|q| q.0.as_str());
+            assert_eq!(
+                got,
+                quantity.as_str(),
+                "{what} of {resource}: {resources:?}"
+            );
+        }
+    }
+
+    // A network that cannot be Ready (no node matches): kubectl shows the webhook's reason.
+    let mut nowhere = example_network("fast-failover");
+    nowhere["metadata"] = json!({ "name": "nowhere", "namespace": ns });
+    nowhere["spec"]["nodeSelector"] = json!({ "bondnet.io/no-such-label": "x" });
+    apply_document(&client, &nowhere).await;
+    wait_for(&bond_networks(&client, &ns), "nowhere", "not Ready", |o| {
+        condition(o, "Ready").is_some_and(|c| c["status"] == "False")
+    })
+    .await;
+    let refused = eventually("a pod naming a not-Ready network refused", || {
+        let file = write_pod(&server, &ns, "waits", Some("nowhere"));
+        let server = &server;
+        async move {
+            match kubectl_create(server, &file) {
+                Ok(out) => panic!("a pod naming a not-Ready network was admitted: {out}"),
+                Err(said) if said.contains("denied the request") => Ok(said),
+                Err(said) => Err(said),
+            }
+        }
+    })
+    .await;
+    assert!(
+        refused.contains("pods.bondnet.io")
+            && refused.contains("nowhere")
+            && refused.contains("Ready"),
+        "kubectl shows which webhook refused and why: {refused}"
+    );
+
+    // The webhook down: a pod naming no network is created (matchConditions keep it from the
+    // webhook), while a pod naming one is refused, fail-closed (it would start unbonded).
+    process.stop();
+    let plain = write_pod(&server, &ns, "plain", None);
+    let created = kubectl_create(&server, &plain).expect("a pod without networks needs no webhook");
+    assert!(created.contains("pod/plain created"), "{created}");
+    let empty = write_pod(&server, &ns, "empty", Some(""));
+    kubectl_create(&server, &empty).expect("an empty networks annotation needs no webhook");
+    let bonded = write_pod(&server, &ns, "bonded-2", Some("fast-failover"));
+    let said = kubectl_create(&server, &bonded).expect_err("fail-closed for bonded pods");
+    assert!(said.contains("failed calling webhook"), "{said}");
+
+    // Back up: bonded pods are admitted again, with no change to the configuration.
+    let (mut process, port) = start_webhook("webhook-2");
+    apply_document(&client, &endpoint_slice(webhook, &host.address, port)).await;
+    eventually("a bonded pod admitted after the webhook restarts", || {
+        let file = write_pod(&server, &ns, "bonded-2", Some("fast-failover"));
+        let server = &server;
+        async move { kubectl_create(server, &file) }
+    })
+    .await;
+    process.assert_running();
+    process.stop();
+    controller.assert_running();
+    controller.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "tier 5, the real control plane: cargo test -p bondnet-tests --test apiserver -- --ignored"]
 async fn the_controller_and_the_agent_work_with_exactly_the_charts_rbac_and_a_removed_rule_is_caught(
@@ -2345,8 +2771,6 @@ async fn the_controller_and_the_agent_work_with_exactly_the_charts_rbac_and_a_re
     agent.assert_running();
 
     // The controller, as bondnet-controller: NADs, ConfigMap, status, its Lease and Events.
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
     let mut controller = Bondnet::start_as(
         &server,
         &controller_config,
@@ -2356,7 +2780,7 @@ async fn the_controller_and_the_agent_work_with_exactly_the_charts_rbac_and_a_re
             "--identity",
             "controller-rbac",
             "--metrics-address",
-            &address,
+            "127.0.0.1:0",
         ],
     );
     let doc = example_network("fast-failover");

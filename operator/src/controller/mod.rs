@@ -62,11 +62,17 @@ pub struct Config {
 pub async fn run(client: Client, config: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let server = tokio::spawn(serve::serve(
-        config.metrics_address,
-        metrics.clone(),
-        ready.clone(),
-    ));
+    let listener =
+        crate::metrics_server::bind(config.metrics_address, "/metrics, /healthz and /readyz")
+            .await?;
+    let server = tokio::spawn({
+        let (metrics, ready) = (metrics.clone(), ready.clone());
+        crate::metrics_server::serve(
+            listener,
+            move |path| serve::respond(path, &metrics, ready.load(Ordering::Relaxed)),
+            future::pending(),
+        )
+    });
 
     let acquired = lease::acquire(&client, &config.lease).await?;
     metrics.leader.set(1);

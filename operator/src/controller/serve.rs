@@ -1,29 +1,16 @@
-//! Metrics and health over HTTP: `/metrics` (OpenMetrics text), `/healthz` (the process
-//! runs), `/readyz` (this replica leads and its watches are running).
+//! What the controller answers on its metrics address (served by `crate::metrics_server`):
+//! `/metrics` (OpenMetrics text), `/healthz` (the process runs), `/readyz` (this replica leads
+//! and its watches are running).
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use http::StatusCode;
 
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-
-use crate::error::{Error, Result};
+use crate::metrics_server::{Answer, OPENMETRICS};
 use crate::telemetry::Metrics;
 
 /// The answer to one path, decided without I/O.
-pub fn respond(path: &str, metrics: &Metrics, ready: bool) -> (StatusCode, &'static str, String) {
+pub fn respond(path: &str, metrics: &Metrics, ready: bool) -> Answer {
     match path {
-        "/metrics" => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
-        ),
+        "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.encode()),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/readyz" if ready => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
         "/readyz" => (
@@ -36,49 +23,6 @@ pub fn respond(path: &str, metrics: &Metrics, ready: bool) -> (StatusCode, &'sta
             "text/plain",
             "not found\n".to_owned(),
         ),
-    }
-}
-
-/// Serves until the process ends.
-pub async fn serve(
-    address: SocketAddr,
-    metrics: Arc<Metrics>,
-    ready: Arc<AtomicBool>,
-) -> Result<()> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| Error::Serve { address, source })?;
-    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                tracing::warn!(error = %err, "accept failed");
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        let ready = ready.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let (status, content_type, body) = respond(
-                    request.uri().path(),
-                    &metrics,
-                    ready.load(Ordering::Relaxed),
-                );
-                let response = Response::builder()
-                    .status(status)
-                    .header("content-type", content_type)
-                    .body(Full::new(Bytes::from(body)));
-                async move { response }
-            });
-            if let Err(err) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %err, "metrics connection ended");
-            }
-        });
     }
 }
 
@@ -110,33 +54,5 @@ mod tests {
         assert_eq!(respond("/readyz", &metrics, true).0, StatusCode::OK);
         assert_eq!(respond("/healthz", &metrics, false).0, StatusCode::OK);
         assert_eq!(respond("/nope", &metrics, true).0, StatusCode::NOT_FOUND);
-    }
-
-    #[tokio::test]
-    async fn the_server_answers_over_tcp() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let probe = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = probe.local_addr().expect("addr");
-        drop(probe);
-        let server = tokio::spawn(serve(
-            address,
-            Arc::new(Metrics::default()),
-            Arc::new(AtomicBool::new(true)),
-        ));
-        let mut reply = String::new();
-        for _ in 0..50 {
-            if let Ok(mut stream) = tokio::net::TcpStream::connect(address).await {
-                stream
-                    .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                    .await
-                    .expect("write");
-                stream.read_to_string(&mut reply).await.expect("read");
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        server.abort();
-        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
-        assert!(reply.ends_with("ok\n"), "{reply}");
     }
 }

@@ -86,13 +86,14 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         config.cert_check_interval,
     ));
 
-    let bind = |address: SocketAddr| async move {
-        tokio::net::TcpListener::bind(address)
-            .await
-            .map_err(|source| Error::WebhookListen { address, source })
-    };
-    let listener = bind(config.listen).await?;
-    let metrics_listener = bind(config.metrics_listen).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::WebhookListen {
+            address: config.listen,
+            source,
+        })?;
+    let metrics_listener =
+        crate::metrics_server::bind(config.metrics_listen, "/metrics and /healthz").await?;
     let metrics = Arc::new(crate::telemetry::WebhookMetrics::default());
 
     // SIGTERM stops both servers; the HTTPS one finishes reviews in flight first.
@@ -105,12 +106,15 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    tokio::spawn(server::serve_metrics(
-        metrics_listener,
-        metrics.clone(),
-        until_stopped(stopped.clone()),
-    ));
-    tracing::info!(address = %config.listen, metrics = %config.metrics_listen, "serving admission reviews");
+    tokio::spawn({
+        let metrics = metrics.clone();
+        crate::metrics_server::serve(
+            metrics_listener,
+            move |path| server::metrics_answer(path, &metrics),
+            until_stopped(stopped.clone()),
+        )
+    });
+    tracing::info!(address = %listener.local_addr().unwrap_or(config.listen), "serving admission reviews");
     server::serve(
         listener,
         resolver,

@@ -32,6 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use super::mutate::{self, Decision, Networks, NotReadyPolicy};
 use super::tls::CertResolver;
 use crate::error::{Error, Result};
+use crate::metrics_server::{Answer, OPENMETRICS};
 use crate::telemetry::WebhookMetrics;
 
 /// Largest AdmissionReview accepted (the API server's own request limit is 3 MiB).
@@ -423,52 +424,17 @@ async fn mutate_route<N: Networks>(
     }
 }
 
-/// Serves `/metrics` (OpenMetrics text) and `/healthz` over plain HTTP until `shutdown`.
-pub async fn serve_metrics(
-    listener: TcpListener,
-    metrics: Arc<WebhookMetrics>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "metrics accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let response = match request.uri().path() {
-                    "/metrics" => Response::builder()
-                        .header(
-                            http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )
-                        .body(Full::new(Bytes::from(metrics.encode())))
-                        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "metrics")),
-                    "/healthz" => text(StatusCode::OK, "ok"),
-                    _ => text(StatusCode::NOT_FOUND, "GET /metrics, GET /healthz"),
-                };
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            if let Err(err) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %err, "metrics connection ended");
-            }
-        });
+/// The webhook's answer on its plain-HTTP metrics address (served by
+/// `crate::metrics_server`): `/metrics` (OpenMetrics text) and `/healthz`.
+pub fn metrics_answer(path: &str, metrics: &WebhookMetrics) -> Answer {
+    match path {
+        "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.encode()),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "GET /metrics, GET /healthz".to_owned(),
+        ),
     }
 }
 
@@ -920,35 +886,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn metrics_are_served_over_plain_http() {
-        let metrics = Arc::new(WebhookMetrics::default());
+    #[test]
+    fn metrics_are_answered_on_the_metrics_address() {
+        let metrics = WebhookMetrics::default();
         metrics.count_review("denied", "NotReady");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve_metrics(listener, metrics, async move {
-            let _ = stopped.await;
-        }));
-        let mut tcp = tokio::net::TcpStream::connect(address)
-            .await
-            .expect("connect");
-        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("write");
-        let mut reply = String::new();
-        tcp.read_to_string(&mut reply).await.expect("read");
-        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+        let (status, content_type, body) = metrics_answer("/metrics", &metrics);
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.starts_with("application/openmetrics-text"));
         assert!(
-            reply.contains(
+            body.contains(
                 "bondnet_webhook_reviews_total{outcome=\"denied\",reason=\"NotReady\"} 1"
             ),
-            "{reply}"
+            "{body}"
         );
-        stop.send(()).expect("running");
-        tokio::time::timeout(PATIENCE, task)
-            .await
-            .expect("stops")
-            .expect("task");
+        assert_eq!(metrics_answer("/healthz", &metrics).0, StatusCode::OK);
+        assert_eq!(metrics_answer("/readyz", &metrics).0, StatusCode::NOT_FOUND);
     }
 }
