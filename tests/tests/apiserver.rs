@@ -716,7 +716,12 @@ async fn every_mode_and_option_pair_dry_runs_on_the_server_as_bondnet_plan_judge
     install_crds(&client).await;
     ensure_namespace(&client, "contract").await;
     let api = bond_networks(&client, "contract");
-    let params = PatchParams::apply(MANAGER).dry_run().validation_strict();
+    // A dry-run create: server-side apply would answer a value of the wrong type with a 500
+    // ("failed to create typed patch object") before validation runs.
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(MANAGER.to_owned()),
+    };
 
     let table = option_table();
     let verdicts: Vec<(Value, Result<(), String>)> = stream::iter(table.iter().enumerate())
@@ -725,8 +730,10 @@ async fn every_mode_and_option_pair_dry_runs_on_the_server_as_bondnet_plan_judge
             let params = params.clone();
             async move {
                 let name = format!("c{i}");
-                let object = bond_network(&name, spec.clone());
-                let verdict = match api.patch(&name, &params, &Patch::Apply(&object)).await {
+                let object: DynamicObject =
+                    serde_json::from_value(bond_network(&name, spec.clone()))
+                        .expect("a BondNetwork");
+                let verdict = match api.create(&params, &object).await {
                     Ok(_) => Ok(()),
                     Err(kube::Error::Api(status)) if status.code == 422 => Err(status.message),
                     Err(e) => panic!("{spec}: the dry run failed for another reason: {e}"),
@@ -1017,6 +1024,7 @@ async fn apply_document(client: &Client, doc: &Value) {
         "Node" => ("nodes", false),
         "BondNodeState" => ("bondnodestates", false),
         "BondNetwork" => ("bondnetworks", true),
+        "EndpointSlice" => ("endpointslices", true),
         other => panic!("no plural known for {other}"),
     };
     let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
@@ -1790,35 +1798,7 @@ async fn benchmark_500_networks_over_100_nodes() {
     for i in 0..NODES {
         let name = format!("node-{i:03}");
         let group = format!("g{:02}", i % GROUPS);
-        apply_document(
-            &client,
-            &json!({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": { "name": name, "labels": { "bench.bondnet.io/group": group } },
-            }),
-        )
-        .await;
-        let pf = |name: &str, address: &str, driver: &str, device: &str, vf: &str| {
-            json!({
-                "name": name, "pciAddress": address, "nicId": &address[..10], "vendor": "8086",
-                "deviceId": device, "driver": driver, "vfDeviceId": vf, "vfDriver": "iavf",
-                "totalVfs": 128, "numVfs": 128, "linkSpeedMbps": 25000, "mtu": 9000,
-            })
-        };
-        apply_document(
-            &client,
-            &json!({
-                "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNodeState",
-                "metadata": { "name": name }, "spec": {},
-                "status": { "pluginVersion": "bench", "pfs": [
-                    pf("ens1f0", "0000:3b:00.0", "ice", "159b", "1889"),
-                    pf("ens1f1", "0000:3b:00.1", "ice", "159b", "1889"),
-                    pf("ens2f0", "0000:5e:00.0", "i40e", "1572", "154c"),
-                    pf("ens2f1", "0000:5e:00.1", "i40e", "1572", "154c"),
-                ] },
-            }),
-        )
-        .await;
+        synthetic_node(&client, &name, json!({ "bench.bondnet.io/group": group })).await;
     }
     let (controller, _) = start_controller(&server, "controller-1");
     wait_for(&leases(&client), "bondnet-controller", "held", |o| {
@@ -2466,6 +2446,343 @@ fn forbidden_lines(log: &str) -> Vec<&str> {
     log.lines()
         .filter(|l| l.contains("forbidden") || l.contains("Forbidden") || l.contains(" 403"))
         .collect()
+}
+
+// === restarts under load ===
+
+/// Registers a Node and its BondNodeState as an agent would publish it: two dual-port cards
+/// (four PFs of 128 VFs each), so a test's pools never run out.
+async fn synthetic_node(client: &Client, name: &str, labels: Value) {
+    apply_document(
+        client,
+        &json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name, "labels": labels } }),
+    )
+    .await;
+    let pf = |name: &str, address: &str, driver: &str, device: &str, vf: &str| {
+        json!({
+            "name": name, "pciAddress": address, "nicId": &address[..10], "vendor": "8086",
+            "deviceId": device, "driver": driver, "vfDeviceId": vf, "vfDriver": "iavf",
+            "totalVfs": 128, "numVfs": 128, "linkSpeedMbps": 25000, "mtu": 9000,
+        })
+    };
+    apply_document(
+        client,
+        &json!({
+            "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNodeState",
+            "metadata": { "name": name }, "spec": {},
+            "status": { "pluginVersion": "test", "pfs": [
+                pf("ens1f0", "0000:3b:00.0", "ice", "159b", "1889"),
+                pf("ens1f1", "0000:3b:00.1", "ice", "159b", "1889"),
+                pf("ens2f0", "0000:5e:00.0", "i40e", "1572", "154c"),
+                pf("ens2f1", "0000:5e:00.1", "i40e", "1572", "154c"),
+            ] },
+        }),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 5, the real control plane: cargo test -p bondnet-tests --test apiserver -- --ignored"]
+async fn the_api_server_crashing_while_networks_are_applied_loses_and_duplicates_nothing() {
+    const NETWORKS: usize = 24;
+    let server = Server::start("load");
+    let client = server.client().await;
+    install_crds(&client).await;
+    ensure_namespace(&client, SYSTEM_NAMESPACE).await;
+    ensure_namespace(&client, "load").await;
+    for i in 0..3 {
+        synthetic_node(&client, &format!("node-{i}"), json!({})).await;
+    }
+    let (mut controller, _) = start_controller(&server, "controller-1");
+    let network = |i: usize, mtu: u32| {
+        json!({
+            "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNetwork",
+            "metadata": { "name": format!("net-{i:02}"), "namespace": "load" },
+            "spec": { "mode": "active-backup", "vfsPerPf": 1, "mtu": mtu },
+        })
+    };
+    let first = network(0, 1500);
+    apply_document(&client, &first).await;
+    let (_, before) = ready_network_with_nads(&client, "load", "net-00", 3).await;
+
+    // The load: a client that keeps creating networks and changing the MTU of earlier ones,
+    // retrying each write through the outage, as kubectl users and GitOps tools do.
+    let kubeconfig = server.kubeconfig.clone();
+    let load = tokio::spawn(async move {
+        let mut client = client_from(&kubeconfig).await;
+        let mut writes = 0;
+        for i in 1..NETWORKS {
+            for doc in [network(i, 1500), network(i - 1, 9000)] {
+                let api = bond_networks(&client, "load");
+                let name = doc["metadata"]["name"].as_str().expect("a name").to_owned();
+                let params = PatchParams::apply(MANAGER).force();
+                loop {
+                    match api.patch(&name, &params, &Patch::Apply(&doc)).await {
+                        Ok(_) => break,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            client = client_from(&kubeconfig).await;
+                        }
+                    }
+                }
+                writes += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        writes
+    });
+
+    // Two crashes while the load runs, each back within the Lease.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let server = &server;
+        tokio::task::block_in_place(|| server.restart_api_server(true, Duration::from_secs(1)));
+    }
+    let writes = load.await.expect("the load task");
+    assert_eq!(writes, 2 * (NETWORKS - 1));
+    let client = server.client().await;
+    network_mtu_and_nads_converge(&client, NETWORKS).await;
+
+    // Nothing lost or duplicated: net-00's NADs are the ones written before the crashes, and
+    // there are exactly three per network.
+    let after = network_nads(&client, "load", "net-00").await;
+    let uids = |nads: &[Value]| -> Vec<String> {
+        nads.iter()
+            .map(|n| n["metadata"]["uid"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(uids(&before), uids(&after), "net-00's NADs were recreated");
+    let all = nads(&client, "load")
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=bondnet"))
+        .await
+        .expect("list NADs");
+    assert_eq!(all.items.len(), 3 * NETWORKS, "NADs in load");
+    controller.assert_running();
+    controller.stop();
+}
+
+/// Waits until every network `net-00` .. is Ready with its three NADs and its bond NAD has the
+/// MTU last written (9000, but 1500 for the newest network).
+async fn network_mtu_and_nads_converge(client: &Client, networks: usize) {
+    eventually_within(
+        Duration::from_secs(180),
+        "every network converged",
+        || async move {
+            let mut behind = Vec::new();
+            for i in 0..networks {
+                let name = format!("net-{i:02}");
+                let want = if i + 1 == networks { 1500 } else { 9000 };
+                let ready = bond_networks(client, "load")
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|o| serde_json::to_value(o).expect("JSON"));
+                let is_ready =
+                    condition(ready.as_ref(), "Ready").is_some_and(|c| c["status"] == "True");
+                let count = network_nads(client, "load", &name).await.len();
+                let mtu = bond_nad_mtu(client, "load", &name).await.ok();
+                if !is_ready || count != 3 || mtu != Some(json!(want)) {
+                    behind.push(format!(
+                        "{name}: ready {is_ready}, {count} NADs, mtu {mtu:?}"
+                    ));
+                }
+            }
+            if behind.is_empty() {
+                Ok(())
+            } else {
+                Err(behind.join("; "))
+            }
+        },
+    )
+    .await
+}
+
+// === device-plugin restarts, node by node ===
+
+/// Whether the agent has restarted the device plugin for the config file's current content:
+/// the file holds `needle` and the agent's restart marker was written after it.
+fn restarted_for(config: &Path, needle: &str) -> Result<(), String> {
+    let content =
+        std::fs::read_to_string(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    if !content.contains(needle) {
+        return Err(format!("{} has no {needle}: {content}", config.display()));
+    }
+    let mut marker = config.as_os_str().to_owned();
+    marker.push(".restarted");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(config), modified(Path::new(&marker))) {
+        (Some(file), Some(mark)) if mark >= file => Ok(()),
+        _ => Err(format!(
+            "no restart recorded after {} changed",
+            config.display()
+        )),
+    }
+}
+
+/// The live (not terminating) device-plugin pod bound to `node`.
+async fn device_plugin_pod(client: &Client, node: &str) -> Option<k8s_openapi::api::core::v1::Pod> {
+    component_pods(client, "device-plugin")
+        .await
+        .into_iter()
+        .find(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 5, the real control plane: cargo test -p bondnet-tests --test apiserver -- --ignored"]
+async fn a_changed_pool_restarts_the_device_plugin_on_its_node_only_as_the_agents_service_account()
+{
+    let server = Server::start("device-plugin");
+    let client = server.client().await;
+    helm_install(&server, &["--set", "devicePlugin.enabled=true"]);
+    install_crds(&client).await;
+    let agent_config = service_account_kubeconfig(&server, "bondnet-agent");
+    let selector = "app.kubernetes.io/instance=bondnet,app.kubernetes.io/component=device-plugin";
+
+    // Two nodes, each with two PFs on two cards, each with its agent (the chart's
+    // ServiceAccount) rendering its own device-plugin config file.
+    let mut agents = Vec::new();
+    let mut configs = Vec::new();
+    for node in ["worker-a", "worker-b"] {
+        apply_document(
+            &client,
+            &json!({ "apiVersion": "v1", "kind": "Node",
+                     "metadata": { "name": node, "labels": { "kubernetes.io/hostname": node } } }),
+        )
+        .await;
+        post_node_status(&client, node, json!({})).await;
+        let sysfs = SysfsTree::new(server.dir.join(node));
+        sysfs.pf(
+            "ens1f0",
+            "0000:3b:00.0",
+            ("8086", "159b", "ice"),
+            ("0000:3b:01.0", "1889", "iavf"),
+            128,
+            8,
+        );
+        sysfs.pf(
+            "ens2f0",
+            "0000:5e:00.0",
+            ("8086", "1572", "i40e"),
+            ("0000:5e:02.0", "154c", "iavf"),
+            64,
+            8,
+        );
+        let root = sysfs.root.to_str().expect("a UTF-8 path").to_string();
+        let config = server.dir.join(node).join("device-plugin/config.json");
+        let file = config.to_str().expect("a UTF-8 path").to_string();
+        agents.push(Bondnet::start_as(
+            &server,
+            &agent_config,
+            &format!("agent-{node}"),
+            &[
+                "agent",
+                "--node-name",
+                node,
+                "--sysfs-root",
+                &root,
+                "--interval-seconds",
+                "1",
+                "--device-plugin-config-file",
+                &file,
+                "--device-plugin-selector",
+                selector,
+            ],
+        ));
+        configs.push(config);
+    }
+    // The DaemonSet controller and the scheduler give each node its device-plugin pod.
+    wait_for_pods(&client, "device-plugin", 2, |p| {
+        p.spec.as_ref().is_some_and(|s| s.node_name.is_some())
+    })
+    .await;
+    let (mut controller, _) = start_controller(&server, "controller-1");
+    ensure_namespace(&client, "dp").await;
+    let network = |name: &str, selector: Value| {
+        json!({
+            "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNetwork",
+            "metadata": { "name": name, "namespace": "dp" },
+            "spec": { "mode": "active-backup", "links": 2, "vfsPerPf": 2, "nodeSelector": selector },
+        })
+    };
+
+    // A network on both nodes: both pools change, both agents restart their own node's plugin
+    // (a delete; the test confirms the end of the pod as the kubelet would, and the DaemonSet
+    // makes a new one).
+    apply_document(&client, &network("everywhere", json!({}))).await;
+    for config in &configs {
+        eventually("the device plugin restarted for the new pools", || async {
+            restarted_for(config, "everywhere")
+        })
+        .await;
+    }
+    wait_for_pods(&client, "device-plugin", 2, |p| {
+        p.spec.as_ref().is_some_and(|s| s.node_name.is_some())
+    })
+    .await;
+    let pod_a = device_plugin_pod(&client, "worker-a")
+        .await
+        .expect("worker-a's pod");
+    let pod_b = device_plugin_pod(&client, "worker-b")
+        .await
+        .expect("worker-b's pod");
+    let config_b = std::fs::read(&configs[1]).expect("worker-b's config");
+    let states = node_states(&client);
+    let spec_b = states.get("worker-b").await.expect("worker-b's state").data["spec"].clone();
+
+    // A network on worker-a only: worker-a's plugin restarts, worker-b's is left alone (its
+    // pools, its file, its pod: nothing changed there).
+    apply_document(
+        &client,
+        &network("only-a", json!({ "kubernetes.io/hostname": "worker-a" })),
+    )
+    .await;
+    eventually("worker-a's device plugin restarted for only-a", || async {
+        restarted_for(&configs[0], "only-a")
+    })
+    .await;
+    let pods_api = pods(&client, SYSTEM_NAMESPACE);
+    let name_a = pod_a.metadata.name.clone().expect("a name");
+    eventually("worker-a's old device-plugin pod deleted", || async {
+        match pods_api.get_opt(&name_a).await {
+            Ok(Some(p))
+                if p.metadata.uid == pod_a.metadata.uid
+                    && p.metadata.deletion_timestamp.is_none() =>
+            {
+                Err("still live".to_string())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    let network_a = wait_for(&bond_networks(&client, "dp"), "only-a", "Ready", |o| {
+        condition(o, "Ready").is_some_and(|c| c["status"] == "True")
+    })
+    .await
+    .expect("only-a");
+    assert_eq!(network_a["status"]["eligibleNodes"], 1, "{network_a}");
+    let now_b = device_plugin_pod(&client, "worker-b")
+        .await
+        .expect("worker-b's pod");
+    assert_eq!(
+        now_b.metadata.uid, pod_b.metadata.uid,
+        "worker-b's device plugin was restarted"
+    );
+    assert_eq!(
+        std::fs::read(&configs[1]).expect("worker-b's config"),
+        config_b,
+        "worker-b's config file changed"
+    );
+    let spec_now = states.get("worker-b").await.expect("worker-b's state").data["spec"].clone();
+    assert_eq!(spec_now, spec_b, "worker-b's pools changed");
+    for agent in &mut agents {
+        agent.assert_running();
+        assert!(forbidden_lines(&agent.log()).is_empty(), "{}", agent.log());
+    }
+    controller.assert_running();
 }
 
 // === admission for real: the API server's own webhook client ===
