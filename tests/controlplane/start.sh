@@ -198,6 +198,7 @@ start_apiserver() {
             --service-account-signing-key-file "$pki/sa.key" \
             --service-cluster-ip-range "$service_cidr" \
             --authorization-mode Node,RBAC \
+            --allow-privileged=true \
             --enable-aggregator-routing=true \
             --profiling=false ${BONDNET_APISERVER_ARGS:-}
         kubeconfig "$dir/kubeconfig" "$port" admin
