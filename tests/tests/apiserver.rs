@@ -1177,6 +1177,27 @@ impl SysfsTree {
         self.netdev(name, address, 25000);
     }
 
+    /// Two cards: an E810 port (ens1f0, ice, 8 of 128 VFs enabled) and an X710 port (ens2f0,
+    /// i40e, `x710_vfs` of 64), each with iavf VFs.
+    fn two_cards(&self, x710_vfs: u32) {
+        self.pf(
+            "ens1f0",
+            "0000:3b:00.0",
+            ("8086", "159b", "ice"),
+            ("0000:3b:01.0", "1889", "iavf"),
+            128,
+            8,
+        );
+        self.pf(
+            "ens2f0",
+            "0000:5e:00.0",
+            ("8086", "1572", "i40e"),
+            ("0000:5e:02.0", "154c", "iavf"),
+            64,
+            x710_vfs,
+        );
+    }
+
     fn set_num_vfs(&self, address: &str, num_vfs: u32) {
         let path = self
             .root
@@ -1198,22 +1219,7 @@ async fn the_agent_publishes_its_bond_node_state_from_a_sysfs_tree_and_follows_c
 
     // Two cards: an E810 port (ice, iavf VFs) and an X710 port (i40e, iavf VFs).
     let sysfs = SysfsTree::new(server.dir.join("host"));
-    sysfs.pf(
-        "ens1f0",
-        "0000:3b:00.0",
-        ("8086", "159b", "ice"),
-        ("0000:3b:01.0", "1889", "iavf"),
-        128,
-        8,
-    );
-    sysfs.pf(
-        "ens2f0",
-        "0000:5e:00.0",
-        ("8086", "1572", "i40e"),
-        ("0000:5e:02.0", "154c", "iavf"),
-        64,
-        4,
-    );
+    sysfs.two_cards(4);
     let root = sysfs.root.to_str().expect("a UTF-8 path").to_string();
     let mut agent = Bondnet::start(
         &server,
@@ -2654,22 +2660,7 @@ async fn a_changed_pool_restarts_the_device_plugin_on_its_node_only_as_the_agent
         .await;
         post_node_status(&client, node, json!({})).await;
         let sysfs = SysfsTree::new(server.dir.join(node));
-        sysfs.pf(
-            "ens1f0",
-            "0000:3b:00.0",
-            ("8086", "159b", "ice"),
-            ("0000:3b:01.0", "1889", "iavf"),
-            128,
-            8,
-        );
-        sysfs.pf(
-            "ens2f0",
-            "0000:5e:00.0",
-            ("8086", "1572", "i40e"),
-            ("0000:5e:02.0", "154c", "iavf"),
-            64,
-            8,
-        );
+        sysfs.two_cards(8);
         let root = sysfs.root.to_str().expect("a UTF-8 path").to_string();
         let config = server.dir.join(node).join("device-plugin/config.json");
         let file = config.to_str().expect("a UTF-8 path").to_string();
