@@ -65,11 +65,13 @@ pub const SCENARIOS: &[&str] = &[
 ];
 
 /// What `run.sh --sriov` (`guest/sriov.sh`) must report as passed, in its order: the igb
-/// PFs, their igbvf VFs, and the agent's discovery over that sysfs.
+/// PFs, their igbvf VFs, the agent's discovery over that sysfs, and a bond of two VFs on
+/// different PFs that fails over when one PF goes down.
 pub const SRIOV_SCENARIOS: &[&str] = &[
     "sriov-igb-pfs-on-their-own-cards",
     "sriov-numvfs-creates-igbvf-vfs",
     "sriov-agent-discovery-reads-the-real-sysfs",
+    "sriov-bond-of-vfs-on-two-pfs-fails-over",
 ];
 
 /// The workspace root (the parent of this crate).

@@ -105,9 +105,11 @@ if [ "$mode" = sriov ]; then
     copy_with_libs "$DISCOVER_BIN" /usr/bin/bondnet-discover
     # A debug build carries its debug info: the guest does not need it.
     strip --strip-debug "$stage/usr/bin/bondnet-discover"
-    # igb needs dca and i2c-algo-bit; igbvf drives the VFs. guest/sriov.sh loads them.
+    # igb needs dca and i2c-algo-bit; igbvf drives the VFs; e1000 the peer. guest/sriov.sh
+    # loads them.
     for m in drivers/dca/dca.ko drivers/i2c/algos/i2c-algo-bit.ko \
-        drivers/net/ethernet/intel/igb/igb.ko drivers/net/ethernet/intel/igbvf/igbvf.ko; do
+        drivers/net/ethernet/intel/igb/igb.ko drivers/net/ethernet/intel/igbvf/igbvf.ko \
+        drivers/net/ethernet/intel/e1000/e1000.ko; do
         ko="$(find "$VM_DIR/kernel/root/lib/modules" -path "*/kernel/$m" | head -n1)"
         [ -n "$ko" ] || die "the guest kernel lacks $m (needed for the igb PFs and their VFs)"
         install -D -m 0644 "$ko" "$stage/lib/modules/sriov/$(basename "$m")"
@@ -143,14 +145,15 @@ qemu=("$QEMU" "${QEMU_DATA[@]}" -accel tcg,thread=multi -smp "$smp" -m 1536 -nog
       -nic none -kernel "$KERNEL" -initrd "$initrd"
       -append "console=ttyS0 quiet loglevel=3 panic=-1 bondnet.mode=$mode")
 if [ "$mode" = sriov ]; then
-    # Two 82576 PFs, each its own card on its own PCIe root port (SR-IOV needs PCIe), both
-    # on one QEMU hub, so their VFs can reach each other.
+    # Two 82576 PFs, each its own card on its own PCIe root port (SR-IOV needs PCIe), and an
+    # e1000 as their peer, all on one QEMU hub: the hub repeats every frame to every port.
     qemu+=(-M q35)
     for k in 1 2; do
         qemu+=(-device "pcie-root-port,id=rp$k,chassis=$k,slot=$k"
                -netdev "hubport,id=pf$k,hubid=0"
                -device "igb,bus=rp$k,netdev=pf$k,romfile=")
     done
+    qemu+=(-netdev hubport,id=peer,hubid=0 -device e1000,netdev=peer,romfile=)
 fi
 log "booting $(basename "$KERNEL") ($mode, smp $smp, timeout ${timeout_s}s)"
 

@@ -1,9 +1,11 @@
 #!/bin/sh
 # The SR-IOV node's first checks (run.sh --sriov): QEMU's igb (Intel 82576) PFs, each on
-# its own PCIe root port, with the guest's own igb and igbvf drivers. Loads the drivers,
-# enables VFs on every PF, reads the sysfs shape back as bondnet's agent reads it, and runs
-# the agent's discovery (bondnet-discover) over the guest's real sysfs. Prints one
-# `SCENARIO <name> PASS` or `SCENARIO <name> FAIL: <why>` per check, after its log on failure.
+# its own PCIe root port, with the guest's own igb and igbvf drivers, and an e1000 peer on
+# the same QEMU hub. Loads the drivers, enables VFs on every PF, reads the sysfs shape back
+# as bondnet's agent reads it, runs the agent's discovery (bondnet-discover) over the
+# guest's real sysfs, and bonds a VF of each PF with the release `bond` binary, as Multus
+# would after sriov-cni, through a PF going down. Prints one `SCENARIO <name> PASS` or
+# `SCENARIO <name> FAIL: <why>` per check, after its log on failure.
 #
 # The number of VFs per PF is the first argument (default 2).
 IP=/usr/sbin/ip
@@ -17,13 +19,18 @@ fail() {
     echo "$*" >"$W/why"
     exit 1
 }
-# scenario NAME FUNCTION: runs FUNCTION in a subshell and reports it.
+# scenario NAME FUNCTION: runs FUNCTION in a subshell, with the tier's helpers
+# (lib.sh, scenarios.sh), and reports it.
 scenario() {
     local name=$1
     shift
     rm -f "$W/why"
     : >"$W/log"
-    if ("$@"); then
+    if (. /bondnet/lib.sh; . /bondnet/scenarios.sh; "$@") >>"$W/log" 2>&1 </dev/null; then
+        if [ -e /bondnet/verbose ]; then
+            echo "--- log of $name"
+            sed 's/^/  | /' "$W/log"
+        fi
         echo "SCENARIO $name PASS"
     else
         echo "--- log of $name"
@@ -37,7 +44,7 @@ link_base() {
     basename "$(readlink "$1")"
 }
 
-for m in dca i2c-algo-bit igb igbvf; do
+for m in dca i2c-algo-bit igb igbvf e1000; do
     insmod /lib/modules/sriov/$m.ko || { echo "BONDNET-FAIL: insmod $m.ko failed"; exit 1; }
 done
 
@@ -130,9 +137,86 @@ t_discover() {
     [ "$(jq '[.pfs[].nicId] | unique | length' $out)" = "$n" ] || fail "discovery puts two PFs on one card"
 }
 
+# The netdev of a PF's VF number K.
+vf_netdev() { ls "/sys/class/net/$1/device/virtfn$2/net" 2>/dev/null; }
+carrier() { [ "$(cat "/sys/class/net/$1/carrier" 2>/dev/null)" = 1 ]; }
+
+# The seed's SR-IOV failover bond over real VFs: VF 0 of each PF moved into the pod as
+# net1 and net2 (what sriov-cni does for Multus), `bond` ADD (active-backup, failOverMac 1:
+# the PF's spoof check drops frames from any MAC but the VF's own), a ping to the e1000
+# peer on the same QEMU hub; the active port's PF goes down, its VF loses carrier, the bond
+# fails over and the ping goes on; the PF comes back, DEL, and the VFs go home.
+t_vf_bond() {
+    local pf1 pf2 v1 v2 peer act other down m1 m2
+    set -- $PFS
+    pf1=$1
+    pf2=$2
+    v1=$(vf_netdev "$pf1" 0)
+    v2=$(vf_netdev "$pf2" 0)
+    [ -n "$v1" ] && [ -n "$v2" ] || fail "no VF 0 netdev on $pf1 ('$v1') or $pf2 ('$v2')"
+    for n in /sys/class/net/*; do
+        [ "$(link_base "$n/device/driver")" = e1000 ] && peer=$(basename "$n")
+    done
+    [ -n "$peer" ] || fail "no e1000 peer netdev"
+    must $IP link set "$pf1" up
+    must $IP link set "$pf2" up
+    pod p
+    pod far
+    must $IP link set "$peer" netns far
+    must $IP -n far addr add "$GW/24" dev "$peer"
+    must $IP -n far link set "$peer" up
+    m1=$(cat "/sys/class/net/$v1/address")
+    m2=$(cat "/sys/class/net/$v2/address")
+    note "$pf1 VF 0 is $v1 ($m1), $pf2 VF 0 is $v2 ($m2), the peer is $peer"
+    must $IP link set "$v1" netns p
+    must $IP -n p link set "$v1" name net1
+    must $IP link set "$v2" netns p
+    must $IP -n p link set "$v2" name net2
+    bondconf "$W/c.json" active-backup true "net1 net2" '{"failOverMac": 1, "miimon": "100"}'
+    cni ADD p bond0 "$W/c.json"
+    expect_ok "ADD"
+    assert_bond p bond0 active-backup "net1 net2"
+    [ "$(mac p net1)" = "$m1" ] && [ "$(mac p net2)" = "$m2" ] ||
+        fail "failOverMac 1 must leave the VFs' MACs alone: net1 $(mac p net1) (was $m1), net2 $(mac p net2) (was $m2)"
+    # A VF's carrier follows its PF's, which takes a few seconds after the PF goes up.
+    wait_for 20 sh -c "$IP netns exec p cat /proc/net/bonding/bond0 | grep -q '^Currently Active Slave: net'" ||
+        fail "no active port within 20 s: $(bonding_proc p bond0 | tr '\n' ';')"
+    act=$(active_port p bond0)
+    case "$act" in
+        net1) other=net2 down=$pf1 ;;
+        net2) other=net1 down=$pf2 ;;
+        *) fail "active port is '$act'" ;;
+    esac
+    [ "$(mac p bond0)" = "$(mac p "$act")" ] || fail "bond MAC $(mac p bond0) is not the active port's ($act $(mac p "$act"))"
+    ping_ok p "$GW" || fail "no ping reply from the e1000 peer through $act"
+    must $IP link set "$down" down
+    wait_for 20 sh -c "$IP netns exec p cat /proc/net/bonding/bond0 | grep -qx 'Currently Active Slave: $other'" ||
+        fail "with $down down the active port did not move from $act to $other: $(bonding_proc p bond0 | tr '\n' ';')"
+    [ "$(nsexec p cat "/sys/class/net/$act/carrier")" = 0 ] || fail "$act still has carrier with its PF $down down"
+    [ "$(mac p bond0)" = "$(mac p "$other")" ] || fail "after failover the bond MAC $(mac p bond0) is not $other's ($(mac p "$other"))"
+    ping_ok p "$GW" || fail "no ping reply after the failover to $other"
+    note "after $down went down: $(bonding_proc p bond0 | grep -E '^(Currently Active|Slave Interface|MII Status|Link Failure)' | tr '\n' ';')"
+    must $IP link set "$down" up
+    wait_for 20 sh -c "[ \"\$($IP netns exec p cat /sys/class/net/$act/carrier)\" = 1 ]" ||
+        fail "$act has no carrier 20 s after its PF $down came back"
+    ping_ok p "$GW" || fail "no ping reply after $down came back"
+    cni DEL p bond0 "$W/c.json"
+    expect_ok "DEL"
+    assert_released p bond0 "net1 net2"
+    [ "$(mac p net1)" = "$m1" ] && [ "$(mac p net2)" = "$m2" ] || fail "DEL changed the VFs' MACs"
+    must $IP -n p link set net1 down
+    must $IP -n p link set net1 name "$v1"
+    must $IP -n p link set "$v1" netns 1
+    must $IP -n p link set net2 down
+    must $IP -n p link set net2 name "$v2"
+    must $IP -n p link set "$v2" netns 1
+    [ "$(ipam_allocs "$NET")" = 0 ] || fail "host-local still holds $(ipam_allocs "$NET") address(es) after DEL"
+}
+
 scenario sriov-igb-pfs-on-their-own-cards t_pfs
 scenario sriov-numvfs-creates-igbvf-vfs t_vfs
 scenario sriov-agent-discovery-reads-the-real-sysfs t_discover
+scenario sriov-bond-of-vfs-on-two-pfs-fails-over t_vf_bond
 echo "=== bondnet-discover /"
 cat "$W/discover.json" 2>/dev/null
 echo "=== sysfs"
