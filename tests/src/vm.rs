@@ -64,6 +64,16 @@ pub const SCENARIOS: &[&str] = &[
     "upstream-configs-work-unchanged",
 ];
 
+/// What `run.sh --sriov` (`guest/sriov.sh`) must report as passed, in its order: the igb
+/// PFs, their igbvf VFs, the agent's discovery over that sysfs, and a bond of two VFs on
+/// different PFs that fails over when one PF goes down.
+pub const SRIOV_SCENARIOS: &[&str] = &[
+    "sriov-igb-pfs-on-their-own-cards",
+    "sriov-numvfs-creates-igbvf-vfs",
+    "sriov-agent-discovery-reads-the-real-sysfs",
+    "sriov-bond-of-vfs-on-two-pfs-fails-over",
+];
+
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -135,6 +145,16 @@ pub fn declared_scenarios(tier_sh: &str) -> Vec<String> {
         .collect()
 }
 
+/// The scenario names `sriov.sh` runs (its `scenario NAME FUNCTION` lines), in order.
+pub fn declared_sriov_scenarios(sriov_sh: &str) -> Vec<String> {
+    sriov_sh
+        .lines()
+        .filter_map(|l| l.strip_prefix("scenario "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +204,15 @@ mod tests {
             .expect("tests/vm/guest/tier.sh is readable");
         let declared = declared_scenarios(&tier);
         let expected: Vec<String> = SCENARIOS.iter().map(|s| s.to_string()).collect();
+        assert_eq!(declared, expected);
+    }
+
+    #[test]
+    fn the_sriov_list_is_exactly_what_sriov_sh_runs() {
+        let sriov = std::fs::read_to_string(vm_dir().join("guest").join("sriov.sh"))
+            .expect("tests/vm/guest/sriov.sh is readable");
+        let declared = declared_sriov_scenarios(&sriov);
+        let expected: Vec<String> = SRIOV_SCENARIOS.iter().map(|s| s.to_string()).collect();
         assert_eq!(declared, expected);
     }
 }

@@ -6,13 +6,18 @@
 #   tests/vm/run.sh --demo       the seed's SR-IOV failover bond NAD: ADD result + ip -d link
 #   tests/vm/run.sh --bench [N]  N cycles per row (default 20): bond against upstream bond-cni
 #   tests/vm/run.sh --shell      boot to an interactive guest shell (bond installed)
+#   tests/vm/run.sh --sriov [N]  an SR-IOV node: q35 with two igb PFs (each on its own PCIe
+#                                root port) under the backports qemu; N VFs per PF (default
+#                                2), their sysfs shape, and the agent's discovery over it
 #
 # Env: BONDNET_BOND_BIN (default target/release/bond, built if missing),
 #      BONDNET_UPSTREAM_BIN (--bench: the upstream plugin to compare with, shipped as
 #      /opt/cni/bin/bond-upstream; bench.sh sets it),
 #      BONDNET_VM_TIMEOUT (seconds, default 900), BONDNET_VM_SMP (default 2),
 #      BONDNET_VM_SKIP_INSTALL=1 (do not run install-deps.sh),
-#      BONDNET_VM_VERBOSE=1 (print every scenario's log, not only the failed ones).
+#      BONDNET_VM_VERBOSE=1 (print every scenario's log, not only the failed ones),
+#      BONDNET_DISCOVER_BIN (--sriov: the agent's discovery, default
+#      target/debug/bondnet-discover, built if missing).
 # Exit status: 0 when the guest finished and, for --tier, every scenario passed (1 when
 # one failed, or the demo or bench went wrong; 2 setup; 3 boot or timeout).
 set -euo pipefail
@@ -32,15 +37,29 @@ case "${1:-}" in
     --demo) mode=demo; shift ;;
     --bench) mode=bench; shift ;;
     --shell) mode=shell; shift ;;
-    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --sriov) mode=sriov; shift ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
     --*) die "unknown option $1" ;;
 esac
 args=("$@")
 
+install_args=()
+[ "$mode" != sriov ] || install_args=(--igb)
 if [ "${BONDNET_VM_SKIP_INSTALL:-0}" != 1 ]; then
-    "$HERE/install-deps.sh" || die "install-deps.sh failed: cannot get qemu or the guest kernel"
+    "$HERE/install-deps.sh" "${install_args[@]}" || die "install-deps.sh failed: cannot get qemu or the guest kernel"
 fi
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is not installed"
+QEMU=qemu-system-x86_64
+QEMU_DATA=()
+if [ "$mode" = sriov ]; then
+    # The backports qemu, unpacked by install-deps.sh --igb, with its own firmware first.
+    # -audio none: its default audio backend is a loadable module, and the host's modules
+    # are qemu 7.2's, which it refuses (loudly).
+    qroot="$VM_DIR/qemu-igb/root"
+    QEMU="$qroot/usr/bin/qemu-system-x86_64"
+    [ -x "$QEMU" ] || die "no igb-capable qemu at $QEMU (run tests/vm/install-deps.sh --igb)"
+    QEMU_DATA=(-L "$qroot/usr/share/qemu" -L "$qroot/usr/share/seabios" -audio none)
+fi
+command -v "$QEMU" >/dev/null || die "qemu-system-x86_64 is not installed"
 eval "$("$HERE/build-image.sh")"
 [ -s "${KERNEL:-}" ] && [ -s "${BASE:-}" ] || die "build-image.sh produced no kernel/base image"
 
@@ -75,6 +94,27 @@ copy_with_libs() {
 }
 copy_with_libs "$BOND_BIN" /opt/cni/bin/bond
 [ -z "$BENCH_BIN" ] || copy_with_libs "$BENCH_BIN" /usr/bin/bond-bench
+if [ "$mode" = sriov ]; then
+    DISCOVER_BIN="${BONDNET_DISCOVER_BIN:-$ROOT/target/debug/bondnet-discover}"
+    if [ ! -x "$DISCOVER_BIN" ]; then
+        [ -z "${BONDNET_DISCOVER_BIN:-}" ] || die "BONDNET_DISCOVER_BIN=$BONDNET_DISCOVER_BIN is not an executable"
+        log "cargo build -p bondnet-operator --bin bondnet-discover"
+        (cd "$ROOT" && cargo build -p bondnet-operator --bin bondnet-discover) >&2 ||
+            die "cargo build --bin bondnet-discover failed"
+    fi
+    copy_with_libs "$DISCOVER_BIN" /usr/bin/bondnet-discover
+    # A debug build carries its debug info: the guest does not need it.
+    strip --strip-debug "$stage/usr/bin/bondnet-discover"
+    # igb needs dca and i2c-algo-bit; igbvf drives the VFs; e1000 the peer. guest/sriov.sh
+    # loads them.
+    for m in drivers/dca/dca.ko drivers/i2c/algos/i2c-algo-bit.ko \
+        drivers/net/ethernet/intel/igb/igb.ko drivers/net/ethernet/intel/igbvf/igbvf.ko \
+        drivers/net/ethernet/intel/e1000/e1000.ko; do
+        ko="$(find "$VM_DIR/kernel/root/lib/modules" -path "*/kernel/$m" | head -n1)"
+        [ -n "$ko" ] || die "the guest kernel lacks $m (needed for the igb PFs and their VFs)"
+        install -D -m 0644 "$ko" "$stage/lib/modules/sriov/$(basename "$m")"
+    done
+fi
 if [ "$mode" = bench ] && [ -n "${BONDNET_UPSTREAM_BIN:-}" ]; then
     [ -x "$BONDNET_UPSTREAM_BIN" ] || die "BONDNET_UPSTREAM_BIN=$BONDNET_UPSTREAM_BIN is not an executable"
     copy_with_libs "$BONDNET_UPSTREAM_BIN" /opt/cni/bin/bond-upstream
@@ -101,9 +141,20 @@ cat "$BASE" "$initrd.overlay" >"$initrd"
 
 timeout_s="${BONDNET_VM_TIMEOUT:-900}"
 smp="${BONDNET_VM_SMP:-2}"
-qemu=(qemu-system-x86_64 -accel tcg,thread=multi -smp "$smp" -m 1536 -nographic -no-reboot
+qemu=("$QEMU" "${QEMU_DATA[@]}" -accel tcg,thread=multi -smp "$smp" -m 1536 -nographic -no-reboot
       -nic none -kernel "$KERNEL" -initrd "$initrd"
       -append "console=ttyS0 quiet loglevel=3 panic=-1 bondnet.mode=$mode")
+if [ "$mode" = sriov ]; then
+    # Two 82576 PFs, each its own card on its own PCIe root port (SR-IOV needs PCIe), and an
+    # e1000 as their peer, all on one QEMU hub: the hub repeats every frame to every port.
+    qemu+=(-M q35)
+    for k in 1 2; do
+        qemu+=(-device "pcie-root-port,id=rp$k,chassis=$k,slot=$k"
+               -netdev "hubport,id=pf$k,hubid=0"
+               -device "igb,bus=rp$k,netdev=pf$k,romfile=")
+    done
+    qemu+=(-netdev hubport,id=peer,hubid=0 -device e1000,netdev=peer,romfile=)
+fi
 log "booting $(basename "$KERNEL") ($mode, smp $smp, timeout ${timeout_s}s)"
 
 if [ "$mode" = shell ]; then
@@ -125,7 +176,7 @@ grep -q '^BONDNET-DONE' "$out" || { log "the guest stopped before it finished (l
 if grep -q '^BONDNET-BOOT-FAIL' "$out"; then exit 3; fi
 # demo and bench say BONDNET-FAIL when their run went wrong.
 if grep -q '^BONDNET-FAIL' "$out"; then exit 1; fi
-if [ "$mode" = tier ]; then
+if [ "$mode" = tier ] || [ "$mode" = sriov ]; then
     pass=$(grep -c '^SCENARIO .* PASS$' "$out" || true)
     fail=$(grep -c '^SCENARIO .* FAIL' "$out" || true)
     echo "vm-tier: $pass passed, $fail failed"

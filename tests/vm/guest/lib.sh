@@ -153,7 +153,12 @@ links() {
         split(seg[2], e, " ")
         mac = (e[1] == "link/ether") ? e[2] : "-"
         kind = "-"; port = "-"
-        if (n >= 3) { split(seg[3], k, " "); if (k[1] != "addrgenmode") kind = k[1] }
+        # A physical device (a real VF) has no link kind: its port details come first.
+        if (n >= 3) {
+            split(seg[3], k, " ")
+            if (k[1] ~ /_slave$/) port = k[1]
+            else if (k[1] != "addrgenmode") kind = k[1]
+        }
         if (n >= 4) { split(seg[4], q, " "); if (q[1] ~ /_slave$/) port = q[1] }
         print name, mtu, mac, up, ctl, kind, port
     }'
