@@ -49,7 +49,7 @@ pub enum Write {
         /// UID of the Node.
         uid: String,
         /// The pools.
-        config: DevicePluginConfig,
+        config: Arc<DevicePluginConfig>,
     },
     /// Apply one shard of the device-plugin ConfigMap export.
     ConfigMap(ConfigMap),
@@ -381,7 +381,7 @@ pub fn diff(planned: &Planned, held: &Held<'_>, written: &Written, now: &Time) -
             .owner_references()
             .iter()
             .any(|o| o.kind == "Node" && &o.uid == uid);
-        if owned && state.spec.device_plugin.as_ref() == Some(want) {
+        if owned && state.spec.device_plugin.as_ref() == Some(&**want) {
             written.settle(&key);
             continue;
         }

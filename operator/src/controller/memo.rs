@@ -44,19 +44,21 @@ pub struct Planned {
     rendered: u64,
     /// Per network, keyed `namespace/name`.
     pub networks: HashMap<String, PlannedNetwork>,
-    /// Each node's device-plugin config, for its BondNodeState's spec.
-    pub device_plugin: BTreeMap<String, DevicePluginConfig>,
+    /// Each node's device-plugin config, for its BondNodeState's spec (shared with the writes
+    /// that carry it, not copied: with many networks on every node these are most of the
+    /// plan).
+    pub device_plugin: BTreeMap<String, Arc<DevicePluginConfig>>,
     /// The device-plugin ConfigMap export, one per shard in shard order (empty unless asked
     /// for).
     pub configmaps: Vec<ConfigMap>,
 }
 
 impl Planned {
-    /// Keeps the parts of `plan` the diff uses. `inputs` and `previous` are the
-    /// fingerprints of what it was planned from; `export` renders the ConfigMap export too.
-    pub fn new(plan: &Plan<'_>, inputs: u64, previous: u64, export: bool) -> Self {
+    /// Keeps the parts of `plan` the diff uses, moved out of it. `inputs` and `previous` are
+    /// the fingerprints of what it was planned from; `export` renders the ConfigMap export too.
+    pub fn new(plan: Plan<'_>, inputs: u64, previous: u64, export: bool) -> Self {
         let configmaps = if export {
-            plan::device_plugin_configmaps(plan)
+            plan::device_plugin_configmaps(&plan)
         } else {
             Vec::new()
         };
@@ -68,25 +70,25 @@ impl Planned {
         );
         let device_plugin = plan
             .device_plugin
-            .iter()
-            .map(|(node, config)| ((*node).to_owned(), config.clone()))
+            .into_iter()
+            .map(|(node, config)| (node.to_owned(), Arc::new(config)))
             .collect();
         let networks = plan
             .networks
-            .iter()
+            .into_iter()
             .map(|n| {
                 (
                     n.key(),
                     PlannedNetwork {
-                        invalid: n.invalid.clone(),
-                        nads: n.nads.clone(),
-                        status: n.status.clone(),
                         hosts: n
                             .nodes
                             .iter()
                             .filter(|(_, outcome)| matches!(outcome, NodeOutcome::Hosted(_)))
                             .map(|(node, _)| (*node).to_owned())
                             .collect(),
+                        invalid: n.invalid,
+                        nads: n.nads,
+                        status: n.status,
                     },
                 )
             })
@@ -121,6 +123,13 @@ impl Memo {
         last.as_ref()
             .filter(|p| p.inputs == inputs && (p.previous == previous || p.rendered == previous))
             .cloned()
+    }
+
+    /// Drops the last plan (before planning anew, so that two are never held at once).
+    pub fn forget(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
     }
 
     /// Keeps `planned` as the last plan.

@@ -254,6 +254,7 @@ fn planned(
         return planned;
     }
     metrics.plans.inc();
+    memo.forget();
     let previous = previous_allocation(nodes, legacy);
     let plan = plan::plan(&Inputs {
         networks,
@@ -263,7 +264,7 @@ fn planned(
         settings,
     });
     let planned = Arc::new(Planned::new(
-        &plan,
+        plan,
         inputs.unwrap_or_default(),
         previous_fingerprint,
         export,
