@@ -83,9 +83,17 @@ pub enum Error {
         source: kube::Error,
     },
 
-    /// kube-runtime's finalizer helper failed around our reconcile.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// An API request of the controller did not answer in time.
+    #[error("cannot {step} {object}: no answer within {after:?}")]
+    Timeout {
+        step: KubeStep,
+        object: String,
+        after: std::time::Duration,
+    },
+
+    /// The planner's blocking task ended without a plan (it panicked or was cancelled).
+    #[error("the plan did not finish: {0}")]
+    Planner(#[source] tokio::task::JoinError),
 
     /// The metrics and health server could not start.
     #[error("cannot serve metrics on {address}: {source}")]
@@ -173,7 +181,8 @@ impl Error {
             Self::Publish { .. } => "Publish",
             Self::Client(_) => "Client",
             Self::Kube { step, .. } => step.category(),
-            Self::Finalizer(_) => "Finalizer",
+            Self::Timeout { .. } => "RequestTimeout",
+            Self::Planner(_) => "PlannerFailed",
             Self::Serve { .. } => "Serve",
             Self::LostLease { .. } => "LostLease",
             Self::LeaseTimeout { .. } => "LeaseTimeout",

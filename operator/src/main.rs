@@ -67,7 +67,13 @@ async fn agent(args: AgentArgs) -> bondnet::Result<()> {
 }
 
 async fn controller(args: ControllerArgs) -> bondnet::Result<()> {
-    let client = kube::Client::try_default().await.map_err(Error::Client)?;
+    // Every response has a deadline: lists the read timeout, watches a shorter one of their own.
+    let mut kube_config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Client(kube::Error::InferConfig(e)))?;
+    kube_config.read_timeout = Some(bondnet::controller::READ_TIMEOUT);
+    kube_config.reset_reader_on_write = true;
+    let client = kube::Client::try_from(kube_config).map_err(Error::Client)?;
     if let Some(shards) = args.device_plugin_shards {
         tracing::warn!(
             shards,

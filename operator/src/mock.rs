@@ -7,17 +7,69 @@ use std::time::Duration;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use kube::Client;
-use tower_test::mock::{self, Handle};
+use tower_test::mock::{self, Handle, SendResponse};
 
 /// The server side of a mock client.
 pub struct MockApi {
     handle: Handle<Request<Body>, Response<Body>>,
+    held: Vec<SendResponse<Response<Body>>>,
 }
 
 /// A client whose requests go to the returned [`MockApi`].
 pub fn client() -> (Client, MockApi) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), MockApi { handle })
+    (
+        Client::new(service, "default"),
+        MockApi {
+            handle,
+            held: Vec::new(),
+        },
+    )
+}
+
+/// A request not answered yet, for tests that serve requests in whatever order they come.
+pub struct Incoming {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query.
+    pub uri: String,
+    /// Path without query.
+    pub path: String,
+    /// JSON body (`Null` when empty).
+    pub body: serde_json::Value,
+    send: SendResponse<Response<Body>>,
+}
+
+impl Incoming {
+    /// True for a watch request.
+    pub fn is_watch(&self) -> bool {
+        self.uri.contains("watch=true")
+    }
+
+    /// Answers with `status` and the JSON `response`.
+    pub fn respond(self, status: StatusCode, response: &serde_json::Value) {
+        let reply = Response::builder()
+            .status(status)
+            .body(Body::from(
+                serde_json::to_vec(response).expect("response JSON"),
+            ))
+            .expect("response");
+        self.send.send_response(reply);
+    }
+
+    /// Answers a watch with these events, one JSON line each, then ends the stream.
+    pub fn respond_events(self, events: &[serde_json::Value]) {
+        let mut bytes = Vec::new();
+        for event in events {
+            bytes.extend(serde_json::to_vec(event).expect("event JSON"));
+            bytes.push(b'\n');
+        }
+        let reply = Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::from(bytes))
+            .expect("response");
+        self.send.send_response(reply);
+    }
 }
 
 /// A request as the mock server saw it.
@@ -119,6 +171,40 @@ impl MockApi {
             .expect("response");
         send.send_response(reply);
         Seen { method, uri, body }
+    }
+
+    /// The next request, unanswered; fails the test when none arrives within a second.
+    pub async fn next(&mut self) -> Incoming {
+        let next = tokio::time::timeout(Duration::from_secs(1), self.handle.next_request()).await;
+        let (request, send) = next
+            .unwrap_or_else(|_| panic!("no request arrived"))
+            .unwrap_or_else(|| panic!("the client went away"));
+        let method = request.method().clone();
+        let uri = request.uri().to_string();
+        let path = request.uri().path().to_owned();
+        let bytes = request
+            .into_body()
+            .collect_bytes()
+            .await
+            .expect("request body");
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("request body is JSON")
+        };
+        Incoming {
+            method,
+            uri,
+            path,
+            body,
+            send,
+        }
+    }
+
+    /// Leaves `incoming` unanswered for as long as the server lives (a watch with no events,
+    /// a request that hangs).
+    pub fn hold(&mut self, incoming: Incoming) {
+        self.held.push(incoming.send);
     }
 
     /// Asserts that no further request arrives within 100 ms.

@@ -112,17 +112,29 @@ pub struct CategoryLabel {
     pub category: String,
 }
 
+/// Labels of the writes counter: the kind of object and the request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// `NetworkAttachmentDefinition`, `BondNodeState`, `BondNetworkStatus`, `BondNetwork`
+    /// (finalizers), `ConfigMap` or `Event`.
+    pub kind: &'static str,
+    /// `apply`, `delete`, `patch` or `create`.
+    pub verb: &'static str,
+}
+
 /// The controller's metrics, registered under the `bondnet_` prefix.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Reconciles started.
+    /// Planner cycles started (each plans, or reuses the last plan, diffs and writes).
     pub reconciles: Counter,
-    /// Plans computed (reconciles whose inputs matched the last plan reuse it).
+    /// Plans computed (cycles whose inputs matched the last plan reuse it).
     pub plans: Counter,
-    /// Reconcile failures by category.
+    /// Failed writes (and cycles) by category.
     pub failures: Family<CategoryLabel, Counter>,
-    /// Reconcile duration in seconds.
+    /// Write requests sent, by kind and verb (each attempt counts).
+    pub writes: Family<WriteLabels, Counter>,
+    /// Planner cycle duration in seconds.
     pub reconcile_duration: Histogram,
     /// 1 while this replica holds the leader lease.
     pub leader: Gauge,
@@ -134,26 +146,32 @@ impl Default for Metrics {
         let reconciles = Counter::default();
         let plans = Counter::default();
         let failures = Family::<CategoryLabel, Counter>::default();
+        let writes = Family::<WriteLabels, Counter>::default();
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let leader = Gauge::default();
         registry.register(
             "reconciles",
-            "BondNetwork reconciles started",
+            "Planner cycles started: plan (or reuse the last plan), diff, write",
             reconciles.clone(),
         );
         registry.register(
             "plans",
-            "Plans of all networks computed; reconciles with unchanged inputs reuse the last",
+            "Plans of all networks computed; cycles with unchanged inputs reuse the last",
             plans.clone(),
         );
         registry.register(
             "reconcile_failures",
-            "Failed reconciles by error category",
+            "Failed writes and cycles by error category",
             failures.clone(),
         );
         registry.register(
+            "writes",
+            "Write requests sent by kind and verb, each attempt counted",
+            writes.clone(),
+        );
+        registry.register(
             "reconcile_duration_seconds",
-            "Time per reconcile",
+            "Time per planner cycle",
             reconcile_duration.clone(),
         );
         registry.register(
@@ -166,6 +184,7 @@ impl Default for Metrics {
             reconciles,
             plans,
             failures,
+            writes,
             reconcile_duration,
             leader,
         }
@@ -180,6 +199,11 @@ impl Metrics {
                 category: category.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one write request.
+    pub fn count_write(&self, kind: &'static str, verb: &'static str) {
+        self.writes.get_or_create(&WriteLabels { kind, verb }).inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -3206,3 +3206,321 @@ async fn the_controller_and_the_agent_work_with_exactly_the_charts_rbac_and_a_re
         status["status"]
     );
 }
+
+// === issue 10: the planner at cluster scale, against the floor ===
+
+/// A `usize` from the environment, or `default`.
+fn env_usize(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a count")),
+        Err(_) => default,
+    }
+}
+
+/// The controller's /metrics text.
+async fn metrics_text(port: u16) -> String {
+    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        Ok(body)
+    })
+    .await
+    .expect("the scrape task")
+    .unwrap_or_default()
+}
+
+/// `bondnet_writes_total` by its labels (`kind="...",verb="..."`).
+fn writes_by_kind(metrics: &str) -> std::collections::BTreeMap<String, u64> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("bondnet_writes_total{"))
+        .filter_map(|l| {
+            let (labels, value) = l.split_once("} ")?;
+            Some((labels.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The controller's write counters once they have stopped moving (two scrapes a second apart
+/// agree).
+async fn settled_writes(port: u16) -> std::collections::BTreeMap<String, u64> {
+    let mut last = writes_by_kind(&metrics_text(port).await);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = writes_by_kind(&metrics_text(port).await);
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Server-side applies `docs` (and each one's status, through the status subresource), at most
+/// `in_flight` at once; returns how long it took.
+async fn apply_many(client: &Client, docs: Vec<Value>, in_flight: usize) -> Duration {
+    use futures::{stream, StreamExt};
+    let started = std::time::Instant::now();
+    stream::iter(docs)
+        .for_each_concurrent(in_flight, |doc| {
+            let client = client.clone();
+            async move {
+                let gvk = gvk_of(&doc);
+                let (plural, namespaced) = match gvk.kind.as_str() {
+                    "Node" => ("nodes", false),
+                    "BondNodeState" => ("bondnodestates", false),
+                    "BondNetwork" => ("bondnetworks", true),
+                    "NetworkAttachmentDefinition" => ("network-attachment-definitions", true),
+                    other => panic!("no plural known for {other}"),
+                };
+                let name = doc["metadata"]["name"].as_str().expect("a name");
+                let ns = doc["metadata"]["namespace"].as_str();
+                let api = dynamic_api(&client, &gvk, plural, namespaced.then_some(ns).flatten());
+                let params = PatchParams::apply(MANAGER).force();
+                api.patch(name, &params, &Patch::Apply(&doc))
+                    .await
+                    .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
+                if let Some(status) = doc.get("status").filter(|s| !s.is_null()) {
+                    let status_doc = json!({ "apiVersion": doc["apiVersion"], "kind": doc["kind"], "status": status });
+                    api.patch_status(name, &params, &Patch::Apply(&status_doc))
+                        .await
+                        .unwrap_or_else(|e| panic!("apply the status of {} {name}: {e}", gvk.kind));
+                }
+            }
+        })
+        .await;
+    started.elapsed()
+}
+
+/// A synthesised node: its Node (labelled with its group) and its BondNodeState with two
+/// dual-port cards, 128 VFs on each port.
+fn bench_node(name: &str, group: Option<String>) -> [Value; 2] {
+    let labels = match group {
+        Some(group) => json!({ "bench.bondnet.io/group": group }),
+        None => json!({}),
+    };
+    let pf = |name: &str, address: &str, driver: &str, device: &str, vf: &str| {
+        json!({
+            "name": name, "pciAddress": address, "nicId": &address[..10], "vendor": "8086",
+            "deviceId": device, "driver": driver, "vfDeviceId": vf, "vfDriver": "iavf",
+            "totalVfs": 128, "numVfs": 128, "linkSpeedMbps": 25000, "mtu": 9000,
+        })
+    };
+    [
+        json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name, "labels": labels } }),
+        json!({
+            "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNodeState",
+            "metadata": { "name": name }, "spec": {},
+            "status": { "pluginVersion": "bench", "pfs": [
+                pf("ens1f0", "0000:3b:00.0", "ice", "159b", "1889"),
+                pf("ens1f1", "0000:3b:00.1", "ice", "159b", "1889"),
+                pf("ens2f0", "0000:5e:00.0", "i40e", "1572", "154c"),
+                pf("ens2f1", "0000:5e:00.1", "i40e", "1572", "154c"),
+            ] },
+        }),
+    ]
+}
+
+/// A BondNetwork of the benchmark: in node group `group`, or on every node.
+fn bench_network(name: &str, group: Option<String>) -> Value {
+    let selector = match group {
+        Some(group) => json!({ "bench.bondnet.io/group": group }),
+        None => json!({}),
+    };
+    json!({
+        "apiVersion": "bondnet.io/v1alpha1", "kind": "BondNetwork",
+        "metadata": { "name": name, "namespace": "bench" },
+        "spec": { "mode": "active-backup", "vfsPerPf": 1, "nodeSelector": selector },
+    })
+}
+
+/// A NAD like the controller's port NADs, without bondnet's label (the controller leaves it
+/// alone), for the floor.
+fn floor_nad(name: &str) -> Value {
+    let config = json!({"cniVersion": "1.0.0", "type": "sriov", "name": name, "spoofchk": "on", "trust": "off"});
+    json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": { "name": name, "namespace": "floor",
+                      "labels": { "bench.bondnet.io/floor": "true", "bondnet.io/role": "port" },
+                      "annotations": { "k8s.v1.cni.cncf.io/resourceName": format!("bondnet.io/floor_{name}") } },
+        "spec": { "config": config.to_string() },
+    })
+}
+
+/// How many of the bench namespace's networks are Ready, and how many NADs bondnet wrote there.
+async fn bench_progress(client: &Client) -> (usize, usize) {
+    let list = bond_networks(client, "bench")
+        .list(&Default::default())
+        .await
+        .expect("list networks");
+    let ready = list
+        .items
+        .iter()
+        .filter(|n| {
+            let v = serde_json::to_value(n).expect("JSON");
+            condition(Some(&v), "Ready").is_some_and(|c| c["status"] == "True")
+        })
+        .count();
+    let nad_count = nads(client, "bench")
+        .list_metadata(
+            &kube::api::ListParams::default().labels("app.kubernetes.io/managed-by=bondnet"),
+        )
+        .await
+        .expect("list NADs")
+        .items
+        .len();
+    (ready, nad_count)
+}
+
+/// Issue 10's benchmark, gated (minutes): N BondNetworks over M synthesised nodes, in G node
+/// groups (each network selects one; G=0 puts every network on every node), against the floor:
+/// the time one client takes to server-side apply the same number of NADs (3 per network), 16
+/// at a time as the controller's writer sends them, and one at a time. Then one more network
+/// on the converged cluster: time to Ready and the write requests it causes, by kind (from the
+/// controller's `bondnet_writes_total`). Sizes from `BONDNET_BENCH_NETWORKS` (500),
+/// `BONDNET_BENCH_NODES` (100) and `BONDNET_BENCH_GROUPS` (20); a node hosts at most 256
+/// networks (4 PFs of 128 VFs, two per network). Run with a release binary:
+///
+/// ```text
+/// cargo build --release -p bondnet-operator --bin bondnet
+/// BONDNET_BIN=$PWD/target/release/bondnet cargo test -p bondnet-tests --test apiserver -- \
+///   --ignored benchmark_planner --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark (minutes): cargo test -p bondnet-tests --test apiserver -- --ignored benchmark --nocapture"]
+async fn benchmark_planner_n_networks_over_m_nodes_against_the_floor_and_one_more_network() {
+    let networks = env_usize("BONDNET_BENCH_NETWORKS", 500);
+    let node_count = env_usize("BONDNET_BENCH_NODES", 100);
+    let groups = env_usize("BONDNET_BENCH_GROUPS", 20);
+    let group_of = |i: usize| (groups > 0).then(|| format!("g{:03}", i % groups));
+    assert!(
+        networks.div_ceil(groups.max(1)) <= 256,
+        "{networks} networks in {groups} groups: a node hosts at most 256"
+    );
+    let server = Server::start("bench-planner");
+    let client = server.client().await;
+    install_crds(&client).await;
+    ensure_namespace(&client, SYSTEM_NAMESPACE).await;
+    for ns in ["bench", "floor"] {
+        ensure_namespace(&client, ns).await;
+    }
+    let nodes: Vec<Value> = (0..node_count)
+        .flat_map(|i| bench_node(&format!("node-{i:04}"), group_of(i)))
+        .collect();
+    let made = apply_many(&client, nodes, 16).await;
+    eprintln!(
+        "BENCH planner: {node_count} Nodes and BondNodeStates made in {:.1} s",
+        made.as_secs_f64()
+    );
+
+    // The floor: the same number of NADs, applied by one client.
+    let nad_total = 3 * networks;
+    let floor_16 = apply_many(
+        &client,
+        (0..nad_total)
+            .map(|i| floor_nad(&format!("a{i:05}")))
+            .collect(),
+        16,
+    )
+    .await;
+    let floor_1 = apply_many(
+        &client,
+        (0..nad_total)
+            .map(|i| floor_nad(&format!("b{i:05}")))
+            .collect(),
+        1,
+    )
+    .await;
+
+    let (mut controller, port) = start_controller(&server, "controller-1");
+    wait_for(&leases(&client), "bondnet-controller", "held", |o| {
+        lease_holder(o).is_some()
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    let applied = apply_many(
+        &client,
+        (0..networks)
+            .map(|i| bench_network(&format!("net-{i:04}"), group_of(i)))
+            .collect(),
+        16,
+    )
+    .await;
+    let deadline = Duration::from_secs(1800);
+    let (ready, nad_count) = loop {
+        let (ready, nad_count) = bench_progress(&client).await;
+        if (ready == networks && nad_count == nad_total) || started.elapsed() > deadline {
+            break (ready, nad_count);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let converged = started.elapsed();
+    controller.assert_running();
+    let plans = metric(port, "bondnet_plans_total").await.unwrap_or(0.0);
+    let cycles = metric(port, "bondnet_reconciles_total")
+        .await
+        .unwrap_or(0.0);
+    let before = settled_writes(port).await;
+    let placement = match node_count.checked_div(groups) {
+        Some(each) => format!("{groups} node groups, {each} nodes each"),
+        None => "every network on every node".to_owned(),
+    };
+    eprintln!(
+        "BENCH planner: {networks} BondNetworks over {node_count} nodes ({placement}): applied in {:.1} s; \
+         {ready}/{networks} Ready with {nad_count}/{nad_total} NADs after {:.1} s; \
+         floor ({nad_total} NADs by one client): {:.1} s 16 in flight, {:.1} s one at a time; \
+         ratio {:.2} (16 in flight), {:.2} (one at a time); {cycles} cycles, {plans} plans; \
+         writes {before:?}",
+        applied.as_secs_f64(),
+        converged.as_secs_f64(),
+        floor_16.as_secs_f64(),
+        floor_1.as_secs_f64(),
+        converged.as_secs_f64() / floor_16.as_secs_f64(),
+        converged.as_secs_f64() / floor_1.as_secs_f64(),
+    );
+    assert_eq!(ready, networks, "networks Ready after {converged:?}");
+    assert_eq!(nad_count, nad_total, "NADs after {converged:?}");
+
+    // One more network on the converged cluster.
+    let extra = bench_network("net-extra", group_of(0));
+    let started = std::time::Instant::now();
+    apply_many(&client, vec![extra], 1).await;
+    // Every node may be affected (every network everywhere): allow longer than `wait_for`.
+    let networks_api = bond_networks(&client, "bench");
+    eventually_within(Duration::from_secs(900), "net-extra Ready", || {
+        let api = networks_api.clone();
+        async move {
+            let network = api.get_opt("net-extra").await.map_err(|e| e.to_string())?;
+            let value = network.map(|n| serde_json::to_value(n).unwrap_or_default());
+            match condition(value.as_ref(), "Ready") {
+                Some(c) if c["status"] == "True" => Ok(()),
+                other => Err(format!("Ready is {other:?}")),
+            }
+        }
+    })
+    .await;
+    let extra_ready = started.elapsed();
+    let extra_nads = network_nads(&client, "bench", "net-extra").await.len();
+    let after = settled_writes(port).await;
+    let delta: std::collections::BTreeMap<&String, u64> = after
+        .iter()
+        .map(|(k, v)| (k, v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, d)| *d > 0)
+        .collect();
+    let total: u64 = delta.values().sum();
+    let hosts = node_count.checked_div(groups).unwrap_or(node_count);
+    eprintln!(
+        "BENCH planner: one more network (on {hosts} nodes) in a converged cluster of {networks}: \
+         Ready after {:.2} s with {extra_nads} NADs; {total} write requests: {delta:?}; \
+         controller peak RSS {} MiB",
+        extra_ready.as_secs_f64(),
+        controller.peak_rss_kib().map(|k| k / 1024).unwrap_or(0),
+    );
+    assert_eq!(extra_nads, 3, "NADs of net-extra");
+}

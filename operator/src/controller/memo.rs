@@ -1,14 +1,14 @@
-//! The last plan, kept for reuse: a burst of N changed networks gets N reconciles, and each
-//! would re-plan every network. The plan is a pure function of its inputs, so a reconcile
-//! whose inputs hash like the last plan's reuses that plan's output.
+//! The last plan, kept for reuse: the planner is woken by the echoes of its own writes (a
+//! status, a NAD, a node state read back) as much as by real changes, and a cycle whose
+//! inputs did not change needs no new plan. The plan is a pure function of its inputs, so a
+//! cycle whose inputs hash like the last plan's reuses that plan's output and only diffs.
 //!
 //! The inputs are the networks (uid, generation, spec), the node inventories (PFs, labels)
 //! and the previous allocation, read from the BondNodeStates' specs (and, on upgrade, the
-//! ConfigMap layout before them). After the first reconcile of a burst writes the node
-//! states, the next ones read back what that plan rendered; planning again from its own
-//! output gives the same plan (the property test
-//! `the_same_input_gives_the_same_bytes_and_replanning_changes_nothing`), so that counts as
-//! a match too.
+//! ConfigMap layout before them). After a cycle writes the node states, the next one reads
+//! back what that plan rendered; planning again from its own output gives the same plan (the
+//! property test `the_same_input_gives_the_same_bytes_and_replanning_changes_nothing`), so
+//! that counts as a match too.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -21,9 +21,9 @@ use crate::api::bond_network::{BondNetwork, BondNetworkStatus, SpecError};
 use crate::api::bond_node_state::BondNodeState;
 use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::nad::NetworkAttachmentDefinition;
-use crate::plan::{self, names, Plan, Settings};
+use crate::plan::{self, names, NodeOutcome, Plan, Settings};
 
-/// What a reconcile needs from the plan of one network, owned so it outlives the inputs.
+/// What the diff needs from the plan of one network, owned so it outlives the inputs.
 #[derive(Clone, Debug)]
 pub struct PlannedNetwork {
     /// Why the spec is invalid, if it is.
@@ -32,6 +32,8 @@ pub struct PlannedNetwork {
     pub nads: Vec<NetworkAttachmentDefinition>,
     /// The status the plan computed.
     pub status: BondNetworkStatus,
+    /// The nodes that host it: its NADs wait until their pools are written.
+    pub hosts: Vec<String>,
 }
 
 /// The output of one plan, with the fingerprints it was planned from.
@@ -42,19 +44,21 @@ pub struct Planned {
     rendered: u64,
     /// Per network, keyed `namespace/name`.
     pub networks: HashMap<String, PlannedNetwork>,
-    /// Each node's device-plugin config, for its BondNodeState's spec.
-    pub device_plugin: BTreeMap<String, DevicePluginConfig>,
+    /// Each node's device-plugin config, for its BondNodeState's spec (shared with the writes
+    /// that carry it, not copied: with many networks on every node these are most of the
+    /// plan).
+    pub device_plugin: BTreeMap<String, Arc<DevicePluginConfig>>,
     /// The device-plugin ConfigMap export, one per shard in shard order (empty unless asked
     /// for).
     pub configmaps: Vec<ConfigMap>,
 }
 
 impl Planned {
-    /// Keeps the parts of `plan` a reconcile uses. `inputs` and `previous` are the
-    /// fingerprints of what it was planned from; `export` renders the ConfigMap export too.
-    pub fn new(plan: &Plan<'_>, inputs: u64, previous: u64, export: bool) -> Self {
+    /// Keeps the parts of `plan` the diff uses, moved out of it. `inputs` and `previous` are
+    /// the fingerprints of what it was planned from; `export` renders the ConfigMap export too.
+    pub fn new(plan: Plan<'_>, inputs: u64, previous: u64, export: bool) -> Self {
         let configmaps = if export {
-            plan::device_plugin_configmaps(plan)
+            plan::device_plugin_configmaps(&plan)
         } else {
             Vec::new()
         };
@@ -66,19 +70,25 @@ impl Planned {
         );
         let device_plugin = plan
             .device_plugin
-            .iter()
-            .map(|(node, config)| ((*node).to_owned(), config.clone()))
+            .into_iter()
+            .map(|(node, config)| (node.to_owned(), Arc::new(config)))
             .collect();
         let networks = plan
             .networks
-            .iter()
+            .into_iter()
             .map(|n| {
                 (
                     n.key(),
                     PlannedNetwork {
-                        invalid: n.invalid.clone(),
-                        nads: n.nads.clone(),
-                        status: n.status.clone(),
+                        hosts: n
+                            .nodes
+                            .iter()
+                            .filter(|(_, outcome)| matches!(outcome, NodeOutcome::Hosted(_)))
+                            .map(|(node, _)| (*node).to_owned())
+                            .collect(),
+                        invalid: n.invalid,
+                        nads: n.nads,
+                        status: n.status,
                     },
                 )
             })
@@ -99,7 +109,7 @@ impl Planned {
     }
 }
 
-/// The last plan, shared by every reconcile.
+/// The last plan, kept by the planner from one cycle to the next.
 #[derive(Debug, Default)]
 pub struct Memo {
     last: Mutex<Option<Arc<Planned>>>,
@@ -113,6 +123,13 @@ impl Memo {
         last.as_ref()
             .filter(|p| p.inputs == inputs && (p.previous == previous || p.rendered == previous))
             .cloned()
+    }
+
+    /// Drops the last plan (before planning anew, so that two are never held at once).
+    pub fn forget(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
     }
 
     /// Keeps `planned` as the last plan.

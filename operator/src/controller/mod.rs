@@ -1,38 +1,46 @@
-//! `bondnet controller`: kube-runtime's Controller on BondNetwork. It owns the NADs it
-//! writes, writes each node's device-plugin pools into that node's BondNodeState spec,
-//! re-plans every network when BondNodeStates or Nodes change, and runs only while it holds
-//! the leader Lease.
+//! `bondnet controller`: one planner over the reflector stores, a writer, and the leader
+//! Lease. The plan is global, so the controller plans globally: every change wakes the one
+//! [`planner`], which plans all networks at once, diffs the plan against the stores and hands
+//! only the differences to the [`writer`] (server-side apply under one field manager). A
+//! network's finalizer is a per-object step of the same diff ([`finalizer`]).
 //!
 //! ```text
-//!  watches: BondNetwork ─┐            ┌─ reconcile.rs: stores -> plan -> apply
-//!           NADs (owned) ├─ Controller┤
-//!  BondNodeState, Node ──┘ (all)      └─ error_policy: count, back off
+//!  watches ─► stores: BondNetwork, BondNodeState, Node (metadata), NADs (bondnet's)
+//!     │ (a change that matters: triggers.rs)
+//!     ▼
+//!  planner.rs: debounce ─► spawn_blocking(plan (memo.rs) ─► diff.rs) ─► writer.rs ─► API
 //! ```
+//!
+//! Every request has a deadline: writes and ConfigMap reads [`writer::WriterConfig::timeout`],
+//! the Lease its own ([`lease`]), watches [`WATCH_TIMEOUT_S`] on the server and the same plus
+//! 5 s on the client, and lists the client's read timeout ([`READ_TIMEOUT`], which `main.rs`
+//! sets).
 
 pub mod apply;
+pub mod diff;
+pub mod finalizer;
 pub mod lease;
 pub mod memo;
-pub mod reconcile;
+pub mod planner;
 pub mod serve;
 pub mod status;
 pub mod triggers;
 pub mod watch_backoff;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{future, stream, StreamExt};
+use futures::{future, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, store::Writer as StoreWriter};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
-use kube::Client;
+use kube::{Client, Resource};
+use tokio::sync::Notify;
 
 use crate::api::bond_network::BondNetwork;
 use crate::api::bond_node_state::BondNodeState;
@@ -41,9 +49,19 @@ use crate::api::nad::NetworkAttachmentDefinition;
 use crate::error::Result;
 use crate::plan::Settings;
 use crate::telemetry::Metrics;
+use planner::{Planner, Stores, Timing};
+use triggers::ChangeFilter;
 use watch_backoff::WatchBackoff;
+use writer::{Writer, WriterConfig};
 
-pub use reconcile::Context;
+pub mod writer;
+
+/// How long the API server keeps one watch open before the watcher opens the next.
+pub const WATCH_TIMEOUT_S: u32 = 60;
+/// The client's read timeout: a list (or any response) that sends nothing for this long fails.
+/// Longer than a watch, whose idle stream the watcher itself ends after
+/// [`WATCH_TIMEOUT_S`] plus 5 s.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Everything `bondnet controller` is configured with.
 #[derive(Debug, Clone)]
@@ -56,6 +74,87 @@ pub struct Config {
     pub lease: lease::LeaseConfig,
     /// Address of `/metrics`, `/healthz`, `/readyz`.
     pub metrics_address: SocketAddr,
+}
+
+/// Runs `watch` into `writer`, waking `wake` on each event `filter` lets through; runs until
+/// the process ends (a failing watch backs off and lists again).
+pub async fn watch<K>(
+    watch: impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
+    writer: StoreWriter<K>,
+    mut filter: ChangeFilter<K>,
+    wake: Arc<Notify>,
+) where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    watch
+        .backoff(WatchBackoff::default())
+        .reflect(writer)
+        .for_each(move |event| {
+            match event {
+                Ok(event) => {
+                    if filter.observe(&event) {
+                        wake.notify_one();
+                    }
+                }
+                Err(err) => tracing::debug!(kind = %K::kind(&()), error = %err, "watch failed; it lists again after a backoff"),
+            }
+            future::ready(())
+        })
+        .await;
+}
+
+/// The planner's stores and the watches that fill them (run them all, for ever).
+pub fn stores(
+    client: &Client,
+    wake: &Arc<Notify>,
+) -> (Stores, impl std::future::Future<Output = ()>) {
+    let (networks, network_writer) = reflector::store::<BondNetwork>();
+    let (nodes, node_writer) = reflector::store::<BondNodeState>();
+    let (node_meta, meta_writer) = reflector::store::<PartialObjectMeta<Node>>();
+    let (nads, nad_writer) = reflector::store::<NetworkAttachmentDefinition>();
+    let managed = format!("{}={}", keys::LABEL_MANAGED_BY, keys::MANAGED_BY);
+    let config = || watcher::Config::default().timeout(WATCH_TIMEOUT_S);
+    let watches = future::join4(
+        watch(
+            watcher(Api::<BondNetwork>::all(client.clone()), config()),
+            network_writer,
+            ChangeFilter::new(triggers::network_property),
+            wake.clone(),
+        ),
+        watch(
+            watcher(Api::<BondNodeState>::all(client.clone()), config()),
+            node_writer,
+            ChangeFilter::new(triggers::node_state_property),
+            wake.clone(),
+        ),
+        watch(
+            watcher(
+                Api::<PartialObjectMeta<Node>>::all(client.clone()),
+                config(),
+            ),
+            meta_writer,
+            ChangeFilter::new(triggers::node_labels_property),
+            wake.clone(),
+        ),
+        watch(
+            watcher(
+                Api::<NetworkAttachmentDefinition>::all(client.clone()),
+                config().labels(&managed),
+            ),
+            nad_writer,
+            ChangeFilter::new(triggers::nad_property),
+            wake.clone(),
+        ),
+    );
+    let stores = Stores {
+        networks,
+        nodes,
+        node_meta,
+        nads,
+    };
+    (stores, async move {
+        watches.await;
+    })
 }
 
 /// Runs the controller until a shutdown signal or the loss of the lease.
@@ -78,79 +177,43 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
     metrics.leader.set(1);
     tracing::info!(identity = %config.lease.identity, "leading");
 
-    let (nodes, node_writer) = reflector::store::<BondNodeState>();
-    let mut pf_filter = triggers::ChangeFilter::new(triggers::node_state_property);
-    let node_changes = watcher(
-        Api::<BondNodeState>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .backoff(WatchBackoff::default())
-    .reflect(node_writer)
-    .filter_map(move |event| {
-        future::ready(event.ok().filter(|e| pf_filter.observe(e)).map(|_| ()))
-    });
-    let (node_meta, meta_writer) = reflector::store();
-    let mut label_filter = triggers::ChangeFilter::new(triggers::node_labels_property);
-    let label_changes = watcher(
-        Api::<PartialObjectMeta<Node>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .backoff(WatchBackoff::default())
-    .reflect(meta_writer)
-    .filter_map(move |event| {
-        future::ready(event.ok().filter(|e| label_filter.observe(e)).map(|_| ()))
-    });
-
-    let controller = Controller::new(
-        Api::<BondNetwork>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .trigger_backoff(WatchBackoff::default())
-    .with_config(
-        // One reconcile at a time: each plans every network and writes the node states.
-        ControllerConfig::default()
-            .debounce(Duration::from_secs(1))
-            .concurrency(1),
+    let wake = Arc::new(Notify::new());
+    let (stores, watches) = stores(&client, &wake);
+    let written = Arc::new(diff::Written::default());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: keys::FIELD_MANAGER.to_owned(),
+            instance: Some(config.lease.identity.clone()),
+        },
     );
-    let ctx = Arc::new(Context {
+    let planner = Planner {
         client: client.clone(),
         settings: config.settings.clone(),
         export_configmap: config.export_configmap,
-        networks: controller.store(),
-        nodes,
-        node_meta,
-        recorder: Recorder::new(
+        stores,
+        writer: Writer::new(
             client.clone(),
-            Reporter {
-                controller: keys::FIELD_MANAGER.to_owned(),
-                instance: Some(config.lease.identity.clone()),
-            },
+            recorder,
+            metrics.clone(),
+            written.clone(),
+            WriterConfig::default(),
         ),
+        written,
+        memo: Arc::new(memo::Memo::default()),
         metrics: metrics.clone(),
-        failures: Mutex::new(HashMap::new()),
-        memo: memo::Memo::default(),
-        written: Mutex::new(HashMap::new()),
-    });
-    let managed = format!("{}={}", keys::LABEL_MANAGED_BY, keys::MANAGED_BY);
-    let running = controller
-        .owns(
-            Api::<NetworkAttachmentDefinition>::all(client.clone()),
-            watcher::Config::default().labels(&managed),
-        )
-        .reconcile_all_on(stream::select(node_changes, label_changes))
-        .shutdown_on_signal()
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(bond_network = %object, "reconciled"),
-                Err(err) => tracing::debug!(error = %err, "reconcile request failed"),
-            }
-        });
+        timing: Timing::default(),
+    };
     ready.store(true, Ordering::Relaxed);
     let outcome = tokio::select! {
-        () = running => Ok(()),
-        // `hold` returns before the lease can expire for another replica; dropping `running`
-        // here stops every write of this one.
+        () = watches => Ok(()),
+        () = planner.run(wake) => Ok(()),
+        () = crate::telemetry::shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        // `hold` returns before the lease can expire for another replica; dropping the
+        // planner here stops every write of this one.
         lost = lease::hold(&client, &config.lease, acquired) => Err(lost),
     };
     ready.store(false, Ordering::Relaxed);

@@ -1,26 +1,32 @@
-//! Reconcile scenarios against the mock API server: each test states, in order, every request
-//! the controller must make and checks the bodies that matter.
+//! Planner scenarios against the mock API server: each test fills the stores, runs planner
+//! cycles and states, in order, every request the controller must make (the writer sends one
+//! at a time here), checking the bodies that matter. The last test runs the whole controller
+//! pipeline (watches, stores, planner, writer) and serves its requests in whatever order they
+//! come.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::PartialObjectMeta;
-use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, store::Writer as StoreWriter, Store};
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::{json, Value};
+use tokio::sync::Notify;
 
+use super::diff::Written;
 use super::memo::Memo;
-use super::reconcile::{error_policy, reconcile, Context};
+use super::planner::{Cycle, Planner, Stores, Timing};
+use super::writer::{Writer, WriterConfig};
 use crate::api::bond_network::BondNetwork;
 use crate::api::bond_node_state::BondNodeState;
 use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::keys;
+use crate::api::nad::NetworkAttachmentDefinition;
 use crate::fixtures::{network, node_with_cards};
 use crate::mock::{self, MockApi};
 use crate::plan::Settings;
@@ -32,18 +38,18 @@ const NADS: &str = "/apis/k8s.cni.cncf.io/v1/namespaces/telco/network-attachment
 const STATES: &str = "/apis/bondnet.io/v1alpha1/bondnodestates";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/telco/events";
 
-fn store<K>(objects: &[K]) -> Store<K>
+/// A store writer that has delivered a full initial list: its store is ready.
+fn listed<K>(objects: &[K]) -> (Store<K>, StoreWriter<K>)
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
-    // A full initial list, as the watcher delivers it: the store is then ready.
     let (reader, mut writer) = reflector::store();
     writer.apply_watcher_event(&watcher::Event::Init);
     for object in objects {
         writer.apply_watcher_event(&watcher::Event::InitApply(object.clone()));
     }
     writer.apply_watcher_event(&watcher::Event::InitDone);
-    reader
+    (reader, writer)
 }
 
 /// The network under test: telco/fast, with a UID, generation 1 and (unless `fresh`) the finalizer.
@@ -58,8 +64,14 @@ fn fast(finalized: bool) -> BondNetwork {
     net
 }
 
-fn context(client: Client, networks: &[BondNetwork], nodes: &[BondNodeState]) -> Arc<Context> {
-    context_with(client, networks, nodes, false)
+/// A second network of the test: telco/slow, finalized, with a UID.
+fn slow() -> BondNetwork {
+    let mut net = network("telco", "slow", |_| {});
+    net.metadata.uid = Some("uid-slow".into());
+    net.metadata.generation = Some(1);
+    net.metadata.resource_version = Some("1".into());
+    net.metadata.finalizers = Some(vec![keys::FINALIZER.to_owned()]);
+    net
 }
 
 /// The Node of each BondNodeState, with UID `uid-<name>`.
@@ -76,33 +88,6 @@ fn node_objects(nodes: &[BondNodeState]) -> Vec<PartialObjectMeta<Node>> {
         .collect()
 }
 
-fn context_with(
-    client: Client,
-    networks: &[BondNetwork],
-    nodes: &[BondNodeState],
-    export_configmap: bool,
-) -> Arc<Context> {
-    Arc::new(Context {
-        client: client.clone(),
-        settings: Settings::default(),
-        export_configmap,
-        networks: store(networks),
-        nodes: store(nodes),
-        node_meta: store(&node_objects(nodes)),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "bondnet".into(),
-                instance: Some("test".into()),
-            },
-        ),
-        metrics: Arc::new(Metrics::default()),
-        failures: Mutex::new(HashMap::new()),
-        memo: Memo::default(),
-        written: Mutex::new(HashMap::new()),
-    })
-}
-
 fn two_nodes() -> Vec<BondNodeState> {
     vec![
         node_with_cards("n1", &[], 2, 8),
@@ -110,38 +95,132 @@ fn two_nodes() -> Vec<BondNodeState> {
     ]
 }
 
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
+/// A planner over stores holding these objects, and the store writers to change them.
+struct Fixture {
+    planner: Arc<Planner>,
+    networks: StoreWriter<BondNetwork>,
+    nodes: StoreWriter<BondNodeState>,
+    nads: StoreWriter<NetworkAttachmentDefinition>,
+    _node_meta: StoreWriter<PartialObjectMeta<Node>>,
+}
+
+/// The writer of the tests: one request at a time, so they arrive in a stable order; one
+/// attempt unless a test asks for more.
+fn test_writer_config() -> WriterConfig {
+    WriterConfig {
+        concurrency: 1,
+        timeout: Duration::from_secs(5),
+        attempts: 1,
+        first_retry: Duration::from_millis(10),
+    }
+}
+
+struct Setup<'s> {
+    networks: &'s [BondNetwork],
+    nodes: &'s [BondNodeState],
+    node_meta: Option<Vec<PartialObjectMeta<Node>>>,
+    nads: Vec<NetworkAttachmentDefinition>,
+    export: bool,
+    writer: WriterConfig,
+}
+
+impl<'s> Setup<'s> {
+    fn new(networks: &'s [BondNetwork], nodes: &'s [BondNodeState]) -> Self {
+        Self {
+            networks,
+            nodes,
+            node_meta: None,
+            nads: Vec::new(),
+            export: false,
+            writer: test_writer_config(),
+        }
+    }
+
+    fn build(self, client: Client) -> Fixture {
+        let (networks, network_writer) = listed(self.networks);
+        let (nodes, node_writer) = listed(self.nodes);
+        let (node_meta, meta_writer) =
+            listed(&self.node_meta.unwrap_or_else(|| node_objects(self.nodes)));
+        let (nads, nad_writer) = listed(&self.nads);
+        let stores = Stores {
+            networks,
+            nodes,
+            node_meta,
+            nads,
+        };
+        Fixture {
+            planner: Arc::new(planner(client, stores, self.export, self.writer)),
+            networks: network_writer,
+            nodes: node_writer,
+            nads: nad_writer,
+            _node_meta: meta_writer,
+        }
+    }
+}
+
+fn planner(client: Client, stores: Stores, export: bool, writer: WriterConfig) -> Planner {
+    let metrics = Arc::new(Metrics::default());
+    let written = Arc::new(Written::default());
+    Planner {
+        client: client.clone(),
+        settings: Settings::default(),
+        export_configmap: export,
+        stores,
+        writer: Writer::new(
+            client.clone(),
+            Recorder::new(
+                client,
+                Reporter {
+                    controller: "bondnet".into(),
+                    instance: Some("test".into()),
+                },
+            ),
+            metrics.clone(),
+            written.clone(),
+            writer,
+        ),
+        written,
+        memo: Arc::new(Memo::default()),
+        metrics,
+        timing: Timing {
+            debounce: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+            ..Timing::default()
+        },
+    }
+}
+
+/// Runs one cycle in the background.
+fn spawn(planner: &Arc<Planner>) -> tokio::task::JoinHandle<crate::Result<Cycle>> {
+    let planner = planner.clone();
+    tokio::spawn(async move { planner.cycle().await })
+}
+
+/// Waits for a cycle, failing the test instead of hanging when it waits for a request the
+/// test did not answer.
+async fn finish(task: tokio::task::JoinHandle<crate::Result<Cycle>>) -> crate::Result<Cycle> {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the cycle finished (a hang means it sent a request the test did not expect)")
+        .expect("task")
 }
 
 fn nad(name: &str) -> Value {
     json!({
         "apiVersion": "k8s.cni.cncf.io/v1",
         "kind": "NetworkAttachmentDefinition",
-        "metadata": {"name": name, "namespace": "telco"},
+        "metadata": {"name": name, "namespace": "telco", "resourceVersion": "3",
+                     "labels": {"app.kubernetes.io/managed-by": "bondnet", "bondnet.io/network": "fast"}},
         "spec": {"config": "{}"}
     })
 }
 
+fn nad_object(value: Value) -> NetworkAttachmentDefinition {
+    serde_json::from_value(value).expect("a NAD")
+}
+
 fn object(network: &BondNetwork) -> Value {
     serde_json::to_value(network).expect("network JSON")
-}
-
-/// Waits for a reconcile, failing the test instead of hanging when it waits for a request
-/// the test did not answer.
-async fn finish(task: tokio::task::JoinHandle<crate::Result<Action>>) -> crate::Result<Action> {
-    tokio::time::timeout(std::time::Duration::from_secs(10), task)
-        .await
-        .expect("the reconcile finished (a hang means it sent a request the test did not expect)")
-        .expect("task")
-}
-
-/// Runs one reconcile in the background.
-fn spawn(
-    network: BondNetwork,
-    ctx: Arc<Context>,
-) -> tokio::task::JoinHandle<crate::Result<Action>> {
-    tokio::spawn(async move { reconcile(Arc::new(network), ctx).await })
 }
 
 /// The reads of the ConfigMap layout before per-node state, while some node has no spec:
@@ -224,6 +303,7 @@ fn written(mut state: BondNodeState, body: &Value) -> BondNodeState {
         uid: format!("uid-{name}"),
         ..OwnerReference::default()
     }]);
+    state.metadata.resource_version = Some("20".into());
     state
 }
 
@@ -235,10 +315,14 @@ fn configmap(name: &str, data: Value) -> Value {
     })
 }
 
-/// The NAD writes of a fresh plan of telco/fast: three applies, then the orphan listing.
-async fn expect_nads(server: &mut MockApi, existing: Vec<Value>) -> Vec<Value> {
+/// The NAD applies of a fresh plan of `network`: its two ports, then the bond.
+async fn expect_nads_of(server: &mut MockApi, network: &str) -> Vec<Value> {
     let mut bodies = Vec::new();
-    for name in ["fast-p0", "fast-p1", "fast"] {
+    for name in [
+        format!("{network}-p0"),
+        format!("{network}-p1"),
+        network.to_owned(),
+    ] {
         let seen = server
             .expect_echo(Method::PATCH, &format!("{NADS}/{name}"))
             .await;
@@ -249,138 +333,25 @@ async fn expect_nads(server: &mut MockApi, existing: Vec<Value>) -> Vec<Value> {
         );
         bodies.push(seen.body);
     }
-    let listing = server
-        .expect(
-            Method::GET,
-            NADS,
-            StatusCode::OK,
-            list("NetworkAttachmentDefinitionList", existing),
-        )
-        .await;
-    assert!(
-        listing.uri.contains(
-            "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbondnet%2Cbondnet.io%2Fnetwork%3Dfast"
-        ),
-        "{}",
-        listing.uri
-    );
     bodies
 }
 
-#[tokio::test]
-async fn a_new_network_first_gets_the_finalizer() {
-    let (client, mut server) = mock::client();
-    let net = fast(false);
-    let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
-    let task = spawn(net.clone(), ctx);
-    let patch = server
-        .expect_with(Method::PATCH, NETWORK, StatusCode::OK, |_| {
-            object(&fast(true))
-        })
-        .await;
-    assert!(
-        patch.body.to_string().contains(keys::FINALIZER),
-        "{}",
-        patch.body
-    );
-    assert_eq!(
-        finish(task).await.expect("reconciled"),
-        Action::await_change()
-    );
-    server.expect_no_more().await;
+async fn expect_nads(server: &mut MockApi) -> Vec<Value> {
+    expect_nads_of(server, "fast").await
 }
 
-#[tokio::test]
-async fn a_network_is_planned_into_node_states_nads_status_and_an_event() {
-    let (client, mut server) = mock::client();
-    let net = fast(true);
-    let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
-    let task = spawn(net.clone(), ctx.clone());
-
-    expect_configmap_reads(&mut server, None, vec![]).await;
-    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
-    let n1 = pools(&states[0]);
-    assert_eq!(n1.resource_list[0].resource_name, "telco_fast_p0");
-    assert_eq!(
-        n1.resource_list[0].selectors.pf_names[0].to_string(),
-        "ens1f0#0-3"
-    );
-    let nads = expect_nads(&mut server, vec![]).await;
-    assert_eq!(
-        nads[0]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"],
-        "bondnet.io/telco_fast_p0"
-    );
-    assert_eq!(nads[2]["metadata"]["ownerReferences"][0]["uid"], "uid-fast");
-    let status = server
+/// The status apply of telco/fast, answered with `network`; returns the status sent.
+async fn expect_status(server: &mut MockApi, network: &BondNetwork) -> Value {
+    server
         .expect_with(
             Method::PATCH,
             &format!("{NETWORK}/status"),
             StatusCode::OK,
-            |_| object(&net),
-        )
-        .await;
-    assert_eq!(status.body["status"]["eligibleNodes"], 2);
-    assert_eq!(status.body["status"]["conditions"][0]["reason"], "Planned");
-    assert!(status.body["status"]["conditions"][0]["lastTransitionTime"].is_string());
-    let event = server.expect_echo(Method::POST, EVENTS).await;
-    assert_eq!(event.body["reason"], "Planned");
-    assert_eq!(event.body["type"], "Normal");
-
-    assert!(
-        matches!(finish(task).await, Ok(action) if action == Action::requeue(super::reconcile::RESYNC))
-    );
-    server.expect_no_more().await;
-}
-
-#[tokio::test]
-async fn an_update_deletes_the_nads_of_a_removed_slot_and_skips_unchanged_writes() {
-    let (client, mut server) = mock::client();
-    let nodes = two_nodes();
-    // First pass: learn what the controller writes, to serve it back as the current state.
-    let mut net = fast(true);
-    let ctx = context(client.clone(), std::slice::from_ref(&net), &nodes);
-    let task = spawn(net.clone(), ctx);
-    expect_configmap_reads(&mut server, None, vec![]).await;
-    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
-    expect_nads(&mut server, vec![]).await;
-    let status = server
-        .expect_with(
-            Method::PATCH,
-            &format!("{NETWORK}/status"),
-            StatusCode::OK,
-            |_| object(&net),
+            |_| object(network),
         )
         .await
         .body["status"]
-        .clone();
-    server.expect_echo(Method::POST, EVENTS).await;
-    finish(task).await.expect("first pass");
-
-    // Second pass: the network once had three ports, so fast-p2 exists and must go.
-    net.status = Some(serde_json::from_value(status).expect("status"));
-    let nodes: Vec<BondNodeState> = nodes
-        .into_iter()
-        .zip(&states)
-        .map(|(n, body)| written(n, body))
-        .collect();
-    let ctx = context(client, std::slice::from_ref(&net), &nodes);
-    let task = spawn(net.clone(), ctx);
-    expect_nads(
-        &mut server,
-        vec![nad("fast-p0"), nad("fast-p1"), nad("fast-p2"), nad("fast")],
-    )
-    .await;
-    server
-        .expect(
-            Method::DELETE,
-            &format!("{NADS}/fast-p2"),
-            StatusCode::OK,
-            nad("fast-p2"),
-        )
-        .await;
-    finish(task).await.expect("second pass");
-    // The node states and status are unchanged: no read of the old layout, no write, no event.
-    server.expect_no_more().await;
+        .clone()
 }
 
 /// The pools of telco/fast on a node as the controller renders them, p0 and p1 on these PFs.
@@ -390,17 +361,198 @@ fn fast_pools(p0: &str, p1: &str) -> String {
     )
 }
 
+fn held_pools() -> Value {
+    json!({"spec": {"devicePlugin": serde_json::from_str::<Value>(&fast_pools("ens1f0#0-3", "ens2f0#0-3")).expect("JSON")}})
+}
+
+#[tokio::test]
+async fn a_new_network_first_gets_the_finalizer_then_its_pools_nads_status_and_event() {
+    let (client, mut server) = mock::client();
+    let net = fast(false);
+    let nodes = two_nodes();
+    let fixture = Setup::new(std::slice::from_ref(&net), &nodes).build(client);
+    let task = spawn(&fixture.planner);
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    let patch = server
+        .expect_with(Method::PATCH, NETWORK, StatusCode::OK, |_| {
+            object(&fast(true))
+        })
+        .await;
+    assert_eq!(
+        patch.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [keys::FINALIZER]},
+        ])
+    );
+    expect_node_states(&mut server, &["n1", "n2"]).await;
+    expect_nads(&mut server).await;
+    expect_status(&mut server, &net).await;
+    server.expect_echo(Method::POST, EVENTS).await;
+    let cycle = finish(task).await.expect("planned");
+    assert_eq!(cycle.outcome.written, 7);
+    server.expect_no_more().await;
+}
+
+#[tokio::test]
+async fn a_network_is_planned_into_node_states_nads_status_and_an_event() {
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    let nodes = two_nodes();
+    let fixture = Setup::new(std::slice::from_ref(&net), &nodes).build(client);
+    let task = spawn(&fixture.planner);
+
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
+    let n1 = pools(&states[0]);
+    assert_eq!(n1.resource_list[0].resource_name, "telco_fast_p0");
+    assert_eq!(
+        n1.resource_list[0].selectors.pf_names[0].to_string(),
+        "ens1f0#0-3"
+    );
+    let nads = expect_nads(&mut server).await;
+    assert_eq!(
+        nads[0]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"],
+        "bondnet.io/telco_fast_p0"
+    );
+    assert_eq!(nads[2]["metadata"]["ownerReferences"][0]["uid"], "uid-fast");
+    let status = expect_status(&mut server, &net).await;
+    assert_eq!(status["eligibleNodes"], 2);
+    assert_eq!(status["conditions"][0]["reason"], "Planned");
+    assert!(status["conditions"][0]["lastTransitionTime"].is_string());
+    let event = server.expect_echo(Method::POST, EVENTS).await;
+    assert_eq!(event.body["reason"], "Planned");
+    assert_eq!(event.body["type"], "Normal");
+
+    finish(task).await.expect("planned");
+    server.expect_no_more().await;
+    let metrics = fixture.planner.metrics.encode();
+    for line in [
+        r#"bondnet_writes_total{kind="BondNodeState",verb="apply"} 2"#,
+        r#"bondnet_writes_total{kind="NetworkAttachmentDefinition",verb="apply"} 3"#,
+        r#"bondnet_writes_total{kind="BondNetworkStatus",verb="apply"} 1"#,
+        r#"bondnet_writes_total{kind="Event",verb="create"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn unchanged_objects_cost_no_request_whether_or_not_the_stores_have_caught_up() {
+    let (client, mut server) = mock::client();
+    let (fast, slow) = (fast(true), slow());
+    let nodes = two_nodes();
+    let networks = [fast.clone(), slow.clone()];
+    let mut fixture = Setup::new(&networks, &nodes).build(client);
+
+    // The first cycle plans both networks and writes each node's state with both.
+    let task = spawn(&fixture.planner);
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
+    let resources: Vec<String> = pools(&states[0])
+        .resource_list
+        .into_iter()
+        .map(|r| r.resource_name)
+        .collect();
+    assert!(
+        resources.iter().any(|r| r == "telco_fast_p0")
+            && resources.iter().any(|r| r == "telco_slow_p0"),
+        "{resources:?}"
+    );
+    let mut nads = expect_nads_of(&mut server, "fast").await;
+    nads.extend(expect_nads_of(&mut server, "slow").await);
+    let fast_status = expect_status(&mut server, &fast).await;
+    server.expect_echo(Method::POST, EVENTS).await;
+    let slow_status = server
+        .expect_with(
+            Method::PATCH,
+            "/apis/bondnet.io/v1alpha1/namespaces/telco/bondnetworks/slow/status",
+            StatusCode::OK,
+            |_| object(&slow),
+        )
+        .await
+        .body["status"]
+        .clone();
+    server.expect_echo(Method::POST, EVENTS).await;
+    finish(task).await.expect("first cycle");
+
+    // Woken again before the stores have caught up with those writes: nothing is repeated,
+    // not even the read of the old layout (the node states' specs are known to be written).
+    let task = spawn(&fixture.planner);
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    let cycle = finish(task).await.expect("second cycle");
+    assert_eq!(cycle.writes, 0);
+    server.expect_no_more().await;
+
+    // The stores catch up: still nothing to write, and the old layout is no longer read.
+    for (node, body) in nodes.iter().zip(&states) {
+        fixture
+            .nodes
+            .apply_watcher_event(&watcher::Event::Apply(written(node.clone(), body)));
+    }
+    for (i, body) in nads.into_iter().enumerate() {
+        let mut nad = nad_object(body);
+        nad.metadata.resource_version = Some(format!("{}", 30 + i));
+        fixture
+            .nads
+            .apply_watcher_event(&watcher::Event::Apply(nad));
+    }
+    for (mut network, status) in [(fast, fast_status), (slow, slow_status)] {
+        network.status = Some(serde_json::from_value(status).expect("status"));
+        network.metadata.resource_version = Some("40".into());
+        fixture
+            .networks
+            .apply_watcher_event(&watcher::Event::Apply(network));
+    }
+    let cycle = finish(spawn(&fixture.planner)).await.expect("third cycle");
+    assert_eq!(cycle.writes, 0);
+    server.expect_no_more().await;
+    assert_eq!(
+        fixture.planner.metrics.plans.get(),
+        1,
+        "one plan for all three cycles"
+    );
+}
+
+#[tokio::test]
+async fn an_update_deletes_the_nads_of_a_removed_slot() {
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    let nodes: Vec<BondNodeState> = two_nodes()
+        .into_iter()
+        .map(|n| written(n, &held_pools()))
+        .collect();
+    // The network once had three ports, so fast-p2 exists and must go; an unmanaged NAD
+    // stays.
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    setup.nads = vec![nad_object(nad("fast-p2"))];
+    let fixture = setup.build(client);
+    let task = spawn(&fixture.planner);
+    expect_nads(&mut server).await;
+    server
+        .expect(
+            Method::DELETE,
+            &format!("{NADS}/fast-p2"),
+            StatusCode::OK,
+            nad("fast-p2"),
+        )
+        .await;
+    expect_status(&mut server, &net).await;
+    server.expect_echo(Method::POST, EVENTS).await;
+    finish(task).await.expect("planned");
+    server.expect_no_more().await;
+}
+
 #[tokio::test]
 async fn a_new_node_gets_its_own_state_written_and_no_other_node_is_touched() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let planned_n1 = json!({"spec": {"devicePlugin": serde_json::from_str::<Value>(&fast_pools("ens1f0#0-3", "ens2f0#0-3")).expect("JSON")}});
     let nodes = vec![
-        written(node_with_cards("n1", &[], 2, 8), &planned_n1),
+        written(node_with_cards("n1", &[], 2, 8), &held_pools()),
         node_with_cards("n2", &[], 2, 8),
     ];
-    let ctx = context(client, std::slice::from_ref(&net), &nodes);
-    let task = spawn(net.clone(), ctx);
+    let fixture = Setup::new(std::slice::from_ref(&net), &nodes).build(client);
+    let task = spawn(&fixture.planner);
     // n2 has no spec yet: the old layout is read for it (there is none).
     expect_configmap_reads(&mut server, None, vec![]).await;
     let states = expect_node_states(&mut server, &["n2"]).await;
@@ -408,17 +560,10 @@ async fn a_new_node_gets_its_own_state_written_and_no_other_node_is_touched() {
         pools(&states[0]).resource_list[0].resource_name,
         "telco_fast_p0"
     );
-    expect_nads(&mut server, vec![]).await;
-    server
-        .expect_with(
-            Method::PATCH,
-            &format!("{NETWORK}/status"),
-            StatusCode::OK,
-            |_| object(&net),
-        )
-        .await;
+    expect_nads(&mut server).await;
+    expect_status(&mut server, &net).await;
     server.expect_echo(Method::POST, EVENTS).await;
-    finish(task).await.expect("reconciled");
+    finish(task).await.expect("planned");
     server.expect_no_more().await;
 }
 
@@ -434,41 +579,37 @@ async fn upgrading_from_sharded_configmaps_keeps_every_vf_range_in_the_node_stat
         configmap("bondnet-device-plugin-config-0", json!({"n1": n1})),
         configmap("bondnet-device-plugin-config-1", json!({"n2": n2})),
     ];
-    let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
-    let task = spawn(net.clone(), ctx);
+    let nodes = two_nodes();
+    let fixture = Setup::new(std::slice::from_ref(&net), &nodes).build(client);
+    let task = spawn(&fixture.planner);
     expect_configmap_reads(&mut server, None, shards).await;
     let states = expect_node_states(&mut server, &["n1", "n2"]).await;
     for (state, before) in states.iter().zip([&n1, &n2]) {
         let before: DevicePluginConfig = serde_json::from_str(before).expect("JSON");
         assert_eq!(pools(state), before, "every VF range moves unchanged");
     }
-    expect_nads(&mut server, vec![]).await;
-    server
-        .expect_with(
-            Method::PATCH,
-            &format!("{NETWORK}/status"),
-            StatusCode::OK,
-            |_| object(&net),
-        )
-        .await;
+    expect_nads(&mut server).await;
+    expect_status(&mut server, &net).await;
     server.expect_echo(Method::POST, EVENTS).await;
-    finish(task).await.expect("reconciled");
+    finish(task).await.expect("planned");
     server.expect_no_more().await;
 }
 
 #[tokio::test]
-async fn deleting_a_network_removes_its_device_plugin_pools_and_nads_then_the_finalizer() {
+async fn deleting_a_network_removes_its_pools_and_nads_then_releases_the_finalizer() {
     let (client, mut server) = mock::client();
     let mut net = fast(true);
     net.metadata.deletion_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().expect("time")));
-    let other = network("telco", "other", |_| {});
-    let held = json!({"spec": {"devicePlugin": serde_json::from_str::<Value>(&fast_pools("ens1f0#0-3", "ens2f0#0-3")).expect("JSON")}});
-    let ctx = context(
-        client,
-        &[net.clone(), other],
-        &[written(node_with_cards("n1", &[], 2, 8), &held)],
-    );
-    let task = spawn(net.clone(), ctx);
+    let mut other = network("telco", "other", |_| {});
+    other.metadata.finalizers = Some(vec![keys::FINALIZER.to_owned()]);
+    let nodes = [written(node_with_cards("n1", &[], 2, 8), &held_pools())];
+    let networks = [net.clone(), other];
+    let mut setup = Setup::new(&networks, &nodes);
+    setup.nads = vec![nad_object(nad("fast")), nad_object(nad("fast-p0"))];
+    let mut fixture = setup.build(client);
+
+    // First cycle: the pools and the NADs go; the finalizer stays while the stores show them.
+    let task = spawn(&fixture.planner);
     let state = expect_node_states(&mut server, &["n1"]).await;
     let names: Vec<String> = pools(&state[0])
         .resource_list
@@ -483,15 +624,13 @@ async fn deleting_a_network_removes_its_device_plugin_pools_and_nads_then_the_fi
         names.iter().any(|n| n == "telco_other_p0"),
         "the other network stays: {names:?}"
     );
+    expect_nads_of(&mut server, "other").await;
     server
         .expect(
-            Method::GET,
-            NADS,
-            StatusCode::OK,
-            list(
-                "NetworkAttachmentDefinitionList",
-                vec![nad("fast-p0"), nad("fast")],
-            ),
+            Method::DELETE,
+            &format!("{NADS}/fast"),
+            StatusCode::NOT_FOUND,
+            mock::status_error(404, "NotFound", "gone"),
         )
         .await;
     server
@@ -503,89 +642,132 @@ async fn deleting_a_network_removes_its_device_plugin_pools_and_nads_then_the_fi
         )
         .await;
     server
-        .expect(
-            Method::DELETE,
-            &format!("{NADS}/fast"),
-            StatusCode::NOT_FOUND,
-            mock::status_error(404, "NotFound", "gone"),
+        .expect_with(
+            Method::PATCH,
+            "/apis/bondnet.io/v1alpha1/namespaces/telco/bondnetworks/other/status",
+            StatusCode::OK,
+            |_| object(&networks[1]),
         )
         .await;
+    server.expect_echo(Method::POST, EVENTS).await;
+    finish(task).await.expect("first cycle");
+    server.expect_no_more().await;
+
+    // The stores show the cleanup: the finalizer is released.
+    fixture
+        .nodes
+        .apply_watcher_event(&watcher::Event::Apply(written(nodes[0].clone(), &state[0])));
+    for name in ["fast", "fast-p0"] {
+        fixture
+            .nads
+            .apply_watcher_event(&watcher::Event::Delete(nad_object(nad(name))));
+    }
+    let task = spawn(&fixture.planner);
     let release = server
         .expect_with(Method::PATCH, NETWORK, StatusCode::OK, |_| {
             object(&fast(false))
         })
         .await;
-    assert!(
-        release.body.to_string().contains("remove"),
-        "the finalizer is removed: {}",
-        release.body
-    );
     assert_eq!(
-        finish(task).await.expect("cleaned up"),
-        Action::await_change()
+        release.body,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers/0", "value": keys::FINALIZER},
+            {"op": "remove", "path": "/metadata/finalizers/0"},
+        ])
     );
+    finish(task).await.expect("second cycle");
     server.expect_no_more().await;
 }
 
 #[tokio::test]
-async fn an_api_error_fails_the_reconcile_with_a_category_and_backs_off() {
+async fn a_failed_node_state_is_retried_then_holds_back_the_nads_and_status_that_need_it() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
-    let task = spawn(net.clone(), ctx.clone());
-    server
-        .expect(
-            Method::GET,
-            CONFIGMAP,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            mock::status_error(500, "InternalError", "etcd is sad"),
-        )
-        .await;
-    let err = finish(task).await.expect_err("API error");
-    assert!(err.to_string().contains("etcd is sad"), "{err}");
-    let first = error_policy(Arc::new(net.clone()), &err, ctx.clone());
-    let second = error_policy(Arc::new(net), &err, ctx.clone());
-    assert_eq!(first, Action::requeue(std::time::Duration::from_secs(5)));
-    assert_eq!(second, Action::requeue(std::time::Duration::from_secs(10)));
-    assert!(
-        ctx.metrics
-            .encode()
-            .contains("bondnet_reconcile_failures_total{category=\"GetFailed\"} 2"),
-        "{}",
-        ctx.metrics.encode()
-    );
+    let nodes: Vec<BondNodeState> = vec![
+        written(node_with_cards("n1", &[], 2, 8), &held_pools()),
+        node_with_cards("n2", &[], 2, 8),
+    ];
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    setup.writer.attempts = 2;
+    let fixture = setup.build(client);
+    let task = spawn(&fixture.planner);
+    expect_configmap_reads(&mut server, None, vec![]).await;
+    for _ in 0..2 {
+        server
+            .expect(
+                Method::PATCH,
+                &format!("{STATES}/n2"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                mock::status_error(500, "InternalError", "etcd is sad"),
+            )
+            .await;
+    }
+    let cycle = finish(task).await.expect("planned");
     server.expect_no_more().await;
+    // fast is hosted on n2 too: its NADs and status wait for the next cycle.
+    assert_eq!(cycle.outcome.written, 0);
+    assert_eq!(cycle.outcome.held_back, 4);
+    let err = &cycle.outcome.failures[0];
+    assert!(err.to_string().contains("etcd is sad"), "{err}");
+    assert!(err.to_string().contains("BondNodeState n2"), "{err}");
+    let metrics = fixture.planner.metrics.encode();
+    assert!(
+        metrics.contains("bondnet_reconcile_failures_total{category=\"ApplyFailed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"bondnet_writes_total{kind="BondNodeState",verb="apply"} 2"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
-async fn an_invalid_spec_writes_only_status_and_waits_for_a_change() {
+async fn a_write_that_gets_no_answer_times_out_naming_the_object() {
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    let nodes: Vec<BondNodeState> = two_nodes()
+        .into_iter()
+        .map(|n| written(n, &held_pools()))
+        .collect();
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    setup.writer.timeout = Duration::from_millis(200);
+    let fixture = setup.build(client);
+    let task = spawn(&fixture.planner);
+    let hung = server.next().await;
+    assert_eq!(hung.path, format!("{NADS}/fast-p0"));
+    server.hold(hung);
+    let cycle = finish(task).await.expect("planned");
+    let err = &cycle.outcome.failures[0];
+    assert_eq!(err.category(), "RequestTimeout");
+    assert!(
+        err.to_string()
+            .contains("NetworkAttachmentDefinition telco/fast-p0"),
+        "{err}"
+    );
+    // The other NADs went; the status waits for the one that did not.
+    assert_eq!(cycle.outcome.held_back, 1);
+}
+
+#[tokio::test]
+async fn an_invalid_spec_writes_only_status_and_keeps_the_nads_it_had() {
     let (client, mut server) = mock::client();
     let mut net = fast(true);
     net.spec.bond.lacp_rate = Some(bondnet_bond::LacpRate::Fast);
-    let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
-    let task = spawn(net.clone(), ctx);
+    let nodes = two_nodes();
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    setup.nads = vec![nad_object(nad("fast")), nad_object(nad("fast-p0"))];
+    let fixture = setup.build(client);
+    let task = spawn(&fixture.planner);
     expect_configmap_reads(&mut server, None, vec![]).await;
     // The node states still get their (empty) pools, so every node is configured.
     let states = expect_node_states(&mut server, &["n1", "n2"]).await;
     assert!(pools(&states[0]).resource_list.is_empty());
-    let status = server
-        .expect_with(
-            Method::PATCH,
-            &format!("{NETWORK}/status"),
-            StatusCode::OK,
-            |_| object(&net),
-        )
-        .await;
-    assert_eq!(
-        status.body["status"]["conditions"][0]["reason"],
-        "InvalidSpec"
-    );
+    let status = expect_status(&mut server, &net).await;
+    assert_eq!(status["conditions"][0]["reason"], "InvalidSpec");
     let event = server.expect_echo(Method::POST, EVENTS).await;
     assert_eq!(event.body["type"], "Warning");
-    assert_eq!(
-        finish(task).await.expect("reconciled"),
-        Action::await_change()
-    );
+    finish(task).await.expect("planned");
+    // No NAD is applied or deleted: the last good ones stay in place.
     server.expect_no_more().await;
 }
 
@@ -594,42 +776,18 @@ async fn a_node_state_whose_node_is_gone_is_not_planned_or_written() {
     let (client, mut server) = mock::client();
     let net = fast(true);
     let nodes = two_nodes();
-    let ctx = context(client, std::slice::from_ref(&net), &nodes);
     // n2's Node is deleted: only n1 remains in the Node store.
-    let ctx = Arc::new(Context {
-        node_meta: store(&node_objects(&nodes[..1])),
-        client: ctx.client.clone(),
-        settings: ctx.settings.clone(),
-        export_configmap: false,
-        networks: ctx.networks.clone(),
-        nodes: ctx.nodes.clone(),
-        recorder: Recorder::new(
-            ctx.client.clone(),
-            Reporter {
-                controller: "bondnet".into(),
-                instance: None,
-            },
-        ),
-        metrics: ctx.metrics.clone(),
-        failures: Mutex::new(HashMap::new()),
-        memo: Memo::default(),
-        written: Mutex::new(HashMap::new()),
-    });
-    let task = spawn(net.clone(), ctx);
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    setup.node_meta = Some(node_objects(&nodes[..1]));
+    let fixture = setup.build(client);
+    let task = spawn(&fixture.planner);
     expect_configmap_reads(&mut server, None, vec![]).await;
     expect_node_states(&mut server, &["n1"]).await;
-    expect_nads(&mut server, vec![]).await;
-    let status = server
-        .expect_with(
-            Method::PATCH,
-            &format!("{NETWORK}/status"),
-            StatusCode::OK,
-            |_| object(&net),
-        )
-        .await;
-    assert_eq!(status.body["status"]["eligibleNodes"], 1);
+    expect_nads(&mut server).await;
+    let status = expect_status(&mut server, &net).await;
+    assert_eq!(status["eligibleNodes"], 1);
     server.expect_echo(Method::POST, EVENTS).await;
-    finish(task).await.expect("reconciled");
+    finish(task).await.expect("planned");
     server.expect_no_more().await;
 }
 
@@ -637,10 +795,14 @@ async fn a_node_state_whose_node_is_gone_is_not_planned_or_written() {
 async fn the_configmap_export_is_one_configmap_when_it_fits_and_old_shards_are_emptied() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let held = json!({"spec": {"devicePlugin": serde_json::from_str::<Value>(&fast_pools("ens1f0#0-3", "ens2f0#0-3")).expect("JSON")}});
-    let nodes: Vec<BondNodeState> = two_nodes().into_iter().map(|n| written(n, &held)).collect();
-    let ctx = context_with(client, std::slice::from_ref(&net), &nodes, true);
-    let task = spawn(net.clone(), ctx);
+    let nodes: Vec<BondNodeState> = two_nodes()
+        .into_iter()
+        .map(|n| written(n, &held_pools()))
+        .collect();
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    setup.export = true;
+    let fixture = setup.build(client);
+    let task = spawn(&fixture.planner);
     // Two shards from `--device-plugin-shards 2`; everything fits one ConfigMap now.
     let n1 = fast_pools("ens1f0#0-3", "ens2f0#0-3");
     expect_configmap_reads(
@@ -663,17 +825,10 @@ async fn the_configmap_export_is_one_configmap_when_it_fits_and_old_shards_are_e
             .await;
         assert_eq!(emptied.body["data"], json!({}), "shard {shard}");
     }
-    expect_nads(&mut server, vec![]).await;
-    server
-        .expect_with(
-            Method::PATCH,
-            &format!("{NETWORK}/status"),
-            StatusCode::OK,
-            |_| object(&net),
-        )
-        .await;
+    expect_nads(&mut server).await;
+    expect_status(&mut server, &net).await;
     server.expect_echo(Method::POST, EVENTS).await;
-    finish(task).await.expect("reconciled");
+    finish(task).await.expect("planned");
     server.expect_no_more().await;
 }
 
@@ -681,32 +836,22 @@ async fn the_configmap_export_is_one_configmap_when_it_fits_and_old_shards_are_e
 async fn nothing_is_planned_before_the_node_list_has_arrived() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let ctx = context(client, std::slice::from_ref(&net), &two_nodes());
-    // Replace the node store with one whose first list is still under way.
-    let (pending, mut writer) = reflector::store::<BondNodeState>();
+    let (networks, _network_writer) = listed(std::slice::from_ref(&net));
+    let (node_meta, _meta_writer) = listed(&node_objects(&two_nodes()));
+    let (nads, _nad_writer) = listed::<NetworkAttachmentDefinition>(&[]);
+    // The node store's first list is still under way.
+    let (nodes, mut writer) = reflector::store::<BondNodeState>();
     writer.apply_watcher_event(&watcher::Event::Init);
-    let ctx = Arc::new(Context {
-        nodes: pending,
-        client: ctx.client.clone(),
-        settings: ctx.settings.clone(),
-        export_configmap: false,
-        networks: ctx.networks.clone(),
-        node_meta: ctx.node_meta.clone(),
-        recorder: Recorder::new(
-            ctx.client.clone(),
-            Reporter {
-                controller: "bondnet".into(),
-                instance: None,
-            },
-        ),
-        metrics: ctx.metrics.clone(),
-        failures: Mutex::new(HashMap::new()),
-        memo: Memo::default(),
-        written: Mutex::new(HashMap::new()),
-    });
-    let task = spawn(net, ctx);
+    let stores = Stores {
+        networks,
+        nodes,
+        node_meta,
+        nads,
+    };
+    let planner = Arc::new(planner(client, stores, false, test_writer_config()));
+    let task = spawn(&planner);
     server.expect_no_more().await;
-    assert!(!task.is_finished(), "the reconcile waits for the store");
+    assert!(!task.is_finished(), "the cycle waits for the store");
     for node in two_nodes() {
         writer.apply_watcher_event(&watcher::Event::InitApply(node));
     }
@@ -719,80 +864,147 @@ async fn nothing_is_planned_before_the_node_list_has_arrived() {
             mock::status_error(500, "InternalError", "stop here"),
         )
         .await;
-    assert!(finish(task).await.is_err());
+    let err = finish(task).await.expect_err("the read failed");
+    assert_eq!(err.category(), "GetFailed");
 }
 
-/// A second network of the test: telco/slow, finalized, with a UID.
-fn slow() -> BondNetwork {
-    let mut net = network("telco", "slow", |_| {});
-    net.metadata.uid = Some("uid-slow".into());
-    net.metadata.generation = Some(1);
-    net.metadata.resource_version = Some("1".into());
-    net.metadata.finalizers = Some(vec![keys::FINALIZER.to_owned()]);
-    net
+// === the whole pipeline: watches, stores, planner, writer ===
+
+fn list_of(kind: &str, items: Vec<Value>, version: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": version}, "items": items})
+}
+
+/// The watch event of a resource version the API server no longer has.
+fn too_old() -> Value {
+    json!({"type": "ERROR", "object": mock::status_error(410, "Expired", "too old resource version: 1 (9)")})
+}
+
+/// The bond NAD's `mtu` in an apply body, if it is the bond NAD.
+fn bond_mtu(path: &str, body: &Value) -> Option<Value> {
+    if path != format!("{NADS}/fast") {
+        return None;
+    }
+    let config: Value = serde_json::from_str(body["spec"]["config"].as_str()?).ok()?;
+    Some(config["mtu"].clone())
 }
 
 #[tokio::test]
-async fn two_networks_reconciled_after_one_change_share_one_plan_and_one_write_per_node() {
+async fn after_a_too_old_resource_version_the_store_lists_again_and_the_planner_acts_on_the_change()
+{
     let (client, mut server) = mock::client();
-    let (fast, slow) = (fast(true), slow());
-    let ctx = context(client, &[fast.clone(), slow.clone()], &two_nodes());
+    let wake = Arc::new(Notify::new());
+    let (stores, watches) = super::stores(&client, &wake);
+    let planner = planner(client, stores, false, test_writer_config());
+    let running = tokio::spawn(async move {
+        tokio::join!(watches, planner.run(wake));
+    });
 
-    // The first reconcile plans both networks and writes each node's state with both.
-    let task = spawn(fast.clone(), ctx.clone());
-    expect_configmap_reads(&mut server, None, vec![]).await;
-    let states = expect_node_states(&mut server, &["n1", "n2"]).await;
-    let resources: Vec<String> = pools(&states[0])
-        .resource_list
-        .into_iter()
-        .map(|r| r.resource_name)
+    let before = fast(true);
+    let mut after = fast(true);
+    after.spec.mtu = Some(1500);
+    after.metadata.generation = Some(2);
+    after.metadata.resource_version = Some("7".into());
+    let nodes: Vec<Value> = two_nodes()
+        .iter()
+        .map(|n| serde_json::to_value(n).expect("JSON"))
         .collect();
-    assert!(
-        resources.iter().any(|r| r == "telco_fast_p0")
-            && resources.iter().any(|r| r == "telco_slow_p0"),
-        "{resources:?}"
-    );
-    expect_nads(&mut server, vec![]).await;
-    server
-        .expect_with(
-            Method::PATCH,
-            &format!("{NETWORK}/status"),
-            StatusCode::OK,
-            |_| object(&fast),
-        )
-        .await;
-    server.expect_echo(Method::POST, EVENTS).await;
-    finish(task).await.expect("fast reconciled");
-    assert_eq!(ctx.metrics.plans.get(), 1);
+    let node_meta: Vec<Value> = node_objects(&two_nodes())
+        .iter()
+        .map(|n| {
+            let mut v = serde_json::to_value(n).expect("JSON");
+            v["apiVersion"] = json!("meta.k8s.io/v1");
+            v["kind"] = json!("PartialObjectMetadata");
+            v
+        })
+        .collect();
 
-    // The second runs before the store has caught up with those writes: it reuses the plan
-    // and writes only its own objects, no node state a second time.
-    let task = spawn(slow.clone(), ctx.clone());
-    expect_configmap_reads(&mut server, None, vec![]).await;
-    for name in ["slow-p0", "slow-p1", "slow"] {
-        server
-            .expect_echo(Method::PATCH, &format!("{NADS}/{name}"))
-            .await;
+    // Serve every request in the order it comes. The BondNetwork watch is held until the
+    // first plan's bond NAD is written, then told its resource version is too old; the list
+    // that follows shows the network changed meanwhile.
+    let mut network_lists = 0;
+    let mut network_watch = None;
+    let mut expired = false;
+    let mut first_mtu = None;
+    let mut relisted_mtu = None;
+    for _ in 0..200 {
+        let request = server.next().await;
+        let path = request.path.clone();
+        if path == "/apis/bondnet.io/v1alpha1/bondnetworks" {
+            if request.is_watch() {
+                if expired {
+                    server.hold(request);
+                } else if first_mtu.is_some() {
+                    request.respond_events(&[too_old()]);
+                    expired = true;
+                } else {
+                    network_watch = Some(request);
+                }
+            } else {
+                network_lists += 1;
+                let network = if network_lists == 1 { &before } else { &after };
+                request.respond(
+                    StatusCode::OK,
+                    &list_of("BondNetworkList", vec![object(network)], "1"),
+                );
+            }
+        } else if request.is_watch() {
+            server.hold(request);
+        } else if request.method == Method::GET && path == STATES {
+            request.respond(
+                StatusCode::OK,
+                &list_of("BondNodeStateList", nodes.clone(), "1"),
+            );
+        } else if request.method == Method::GET && path == "/api/v1/nodes" {
+            request.respond(
+                StatusCode::OK,
+                &list_of("PartialObjectMetadataList", node_meta.clone(), "1"),
+            );
+        } else if request.method == Method::GET
+            && path == "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions"
+        {
+            request.respond(
+                StatusCode::OK,
+                &list_of("NetworkAttachmentDefinitionList", vec![], "1"),
+            );
+        } else if request.method == Method::GET {
+            request.respond(
+                StatusCode::NOT_FOUND,
+                &mock::status_error(404, "NotFound", "none"),
+            );
+        } else {
+            let mtu = bond_mtu(&path, &request.body);
+            let body = if path.ends_with("/status") {
+                object(if network_lists > 1 { &after } else { &before })
+            } else {
+                request.body.clone()
+            };
+            request.respond(StatusCode::OK, &body);
+            match (mtu, first_mtu.is_some()) {
+                (Some(mtu), false) => {
+                    first_mtu = Some(mtu);
+                    if let Some(watch) = network_watch.take() {
+                        watch.respond_events(&[too_old()]);
+                        expired = true;
+                    }
+                }
+                (Some(mtu), true) => {
+                    relisted_mtu = Some(mtu);
+                    break;
+                }
+                (None, _) => {}
+            }
+        }
     }
-    server
-        .expect(
-            Method::GET,
-            NADS,
-            StatusCode::OK,
-            list("NetworkAttachmentDefinitionList", vec![]),
-        )
-        .await;
-    let status = server
-        .expect_with(
-            Method::PATCH,
-            "/apis/bondnet.io/v1alpha1/namespaces/telco/bondnetworks/slow/status",
-            StatusCode::OK,
-            |_| object(&slow),
-        )
-        .await;
-    assert_eq!(status.body["status"]["eligibleNodes"], 2);
-    server.expect_echo(Method::POST, EVENTS).await;
-    finish(task).await.expect("slow reconciled");
-    server.expect_no_more().await;
-    assert_eq!(ctx.metrics.plans.get(), 1, "one plan for both reconciles");
+    running.abort();
+    assert!(
+        expired,
+        "the BondNetwork watch was told its resource version is too old"
+    );
+    assert_ne!(first_mtu, Some(json!(1500)), "the first plan saw mtu unset");
+    assert_eq!(network_lists, 2, "the BondNetworks were listed again");
+    assert_eq!(
+        relisted_mtu,
+        Some(json!(1500)),
+        "the change seen by the second list reached the bond NAD"
+    );
 }

@@ -1,7 +1,7 @@
-//! Which watch events of other kinds re-plan every network. Agents rewrite their
-//! BondNodeState's `lastSeen` on every scan; re-planning on each heartbeat would keep the
-//! controller busy for nothing, so only a change in the property that matters (a node's PFs,
-//! a Node's labels), a deletion, or the end of the initial list triggers.
+//! Which watch events wake the planner. An event that changes nothing the plan or the diff
+//! reads (an agent's heartbeat in `lastSeen`, the managed fields of an object bondnet just
+//! applied) would keep it busy for nothing, so only a change in the property that matters, a
+//! deletion, or the end of a (re-)list wakes it. The store applies every event either way.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -10,9 +10,11 @@ use std::hash::{Hash, Hasher};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::PartialObjectMeta;
 use kube::runtime::watcher::Event;
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
+use crate::api::bond_network::BondNetwork;
 use crate::api::bond_node_state::BondNodeState;
+use crate::api::nad::NetworkAttachmentDefinition;
 
 /// Remembers one hashed property per object and says when an event changes it.
 pub struct ChangeFilter<K> {
@@ -35,19 +37,27 @@ impl<K: kube::Resource> ChangeFilter<K> {
             Event::Init => false,
             // During the initial list, remember; the list's end triggers once.
             Event::InitApply(object) => {
-                self.seen.insert(object.name_any(), (self.property)(object));
+                self.seen.insert(id(object), (self.property)(object));
                 false
             }
             Event::InitDone => true,
             Event::Apply(object) => {
                 let hash = (self.property)(object);
-                self.seen.insert(object.name_any(), hash) != Some(hash)
+                self.seen.insert(id(object), hash) != Some(hash)
             }
             Event::Delete(object) => {
-                self.seen.remove(&object.name_any());
+                self.seen.remove(&id(object));
                 true
             }
         }
+    }
+}
+
+/// `namespace/name`, or the name of a cluster-scoped object.
+fn id(object: &impl Resource) -> String {
+    match object.meta().namespace.as_deref() {
+        Some(namespace) => format!("{namespace}/{}", object.name_any()),
+        None => object.name_any(),
     }
 }
 
@@ -57,13 +67,43 @@ fn hash_of(value: &impl Hash) -> u64 {
     hasher.finish()
 }
 
-/// A BondNodeState's PFs and labels (not its heartbeat).
+/// A BondNodeState's PFs and labels, its spec and owners (not its heartbeat).
 pub fn node_state_property(state: &BondNodeState) -> u64 {
     let pfs = state
         .status
         .as_ref()
         .map(|s| serde_json::to_string(&s.pfs).unwrap_or_default());
-    hash_of(&(pfs, state.labels()))
+    let spec = serde_json::to_string(&state.spec).unwrap_or_default();
+    let owners: Vec<&str> = state
+        .owner_references()
+        .iter()
+        .map(|o| o.uid.as_str())
+        .collect();
+    hash_of(&(pfs, state.labels(), spec, owners))
+}
+
+/// A BondNetwork's identity, generation (its spec), deletion, finalizers and status.
+pub fn network_property(network: &BondNetwork) -> u64 {
+    let meta = network.meta();
+    let status = serde_json::to_string(&network.status).unwrap_or_default();
+    let deleting = meta.deletion_timestamp.is_some();
+    hash_of(&(
+        &meta.uid,
+        meta.generation,
+        deleting,
+        network.finalizers(),
+        status,
+    ))
+}
+
+/// What bondnet applies to a NAD: its labels, annotations, owners and config.
+pub fn nad_property(nad: &NetworkAttachmentDefinition) -> u64 {
+    let owners: Vec<&str> = nad
+        .owner_references()
+        .iter()
+        .map(|o| o.uid.as_str())
+        .collect();
+    hash_of(&(nad.labels(), nad.annotations(), owners, &nad.spec.config))
 }
 
 /// A Node's labels.
