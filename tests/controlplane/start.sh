@@ -4,6 +4,7 @@
 # service-account signing keys, Node,RBAC authorization and the default admission plugins.
 #
 #   tests/controlplane/start.sh DIR [all|etcd|apiserver|controller-manager|scheduler]
+#   tests/controlplane/start.sh DIR node NAME
 #   tests/controlplane/stop.sh  DIR [all|apiserver|apiserver-crash|controller-manager|scheduler]
 #
 # DIR holds everything: pki/ (a throwaway CA, the API server's serving certificate, one client
@@ -18,6 +19,12 @@
 # it is started again on a fresh one, up to 8 times. kube-controller-manager and
 # kube-scheduler serve no port (--secure-port=0). The binaries are build.sh's (override with
 # BONDNET_CONTROLPLANE_BIN, a directory).
+#
+# `node NAME` (with the API server running) issues a kubelet's client certificate
+# (CN=system:node:NAME, O=system:nodes, as the Node authorizer and NodeRestriction expect) and
+# writes what the SR-IOV node VM needs into DIR/node-NAME: kubelet.kubeconfig (the server at
+# https://10.0.2.100:443, where the VM's user network forwards to this API server, which the
+# serving certificate names), ca.crt, node-name and apiserver-port (see tests/vm/run.sh --node).
 #
 # The API server routes to webhooks and aggregated APIs through their Service's endpoints
 # (--enable-aggregator-routing), so a webhook that listens on a test address is reached
@@ -101,7 +108,7 @@ make_pki() {
             -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
         cert apiserver "/CN=kube-apiserver" "keyUsage=critical,digitalSignature,keyEncipherment" \
             "extendedKeyUsage=serverAuth" \
-            "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+            "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,IP:10.0.2.100,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
         client_cert admin "/O=system:masters/CN=bondnet-test"
         client_cert controller-manager "/CN=system:kube-controller-manager"
         client_cert scheduler "/CN=system:kube-scheduler"
@@ -113,15 +120,15 @@ make_pki() {
     ) >"$dir/pki.log" 2>&1 || die "openssl failed: see $dir/pki.log"
 }
 
-kubeconfig() { # file port user
-    local file=$1 port=$2 user=$3
+kubeconfig() { # file port user [server]
+    local file=$1 port=$2 user=$3 server=${4:-https://127.0.0.1:$2}
     cat >"$file.new" <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:
 - name: bondnet-test
   cluster:
-    server: https://127.0.0.1:$port
+    server: $server
     certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
 users:
 - name: $user
@@ -246,6 +253,21 @@ start_scheduler() {
     alive scheduler || die "kube-scheduler exited: see $dir/scheduler.log ($(tail -n3 "$dir/scheduler.log" | tr '\n' ' '))"
 }
 
+make_node() { # name
+    local name=${1:?start.sh DIR node NAME} d
+    [[ $name =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ ]] || die "node name $name is not a DNS label"
+    [[ -f $dir/apiserver.port ]] || die "node $name: start the API server first"
+    d=$dir/node-$name
+    mkdir -p "$d"
+    (cd "$pki" && client_cert "node-$name" "/O=system:nodes/CN=system:node:$name") >>"$dir/pki.log" 2>&1 ||
+        die "openssl failed: see $dir/pki.log"
+    kubeconfig "$d/kubelet.kubeconfig" "$(cat "$dir/apiserver.port")" "node-$name" https://10.0.2.100:443
+    cp "$pki/ca.crt" "$d/ca.crt"
+    echo "$name" >"$d/node-name"
+    cp "$dir/apiserver.port" "$d/apiserver-port"
+    echo "$d"
+}
+
 make_pki
 case $what in
 all)
@@ -258,6 +280,10 @@ etcd) start_etcd ;;
 apiserver) start_apiserver ;;
 controller-manager) start_controller_manager ;;
 scheduler) start_scheduler ;;
+node)
+    make_node "${3:-}"
+    exit 0
+    ;;
 *) die "unknown target $what (all|etcd|apiserver|controller-manager|scheduler)" ;;
 esac
 echo "$dir/kubeconfig"
