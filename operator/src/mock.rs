@@ -1,6 +1,6 @@
 //! A mock API server for tests, after kube-rs' tower-test pattern: the test states each
 //! request it expects (method, path, and gets the body back to assert on) and the response;
-//! a request that never comes fails the test after one second.
+//! a request that never comes fails the test after [`WAIT`].
 
 use std::time::Duration;
 
@@ -8,6 +8,12 @@ use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use kube::Client;
 use tower_test::mock::{self, Handle, SendResponse};
+
+/// How long the server waits for a request the test expects before it fails the test. A
+/// passing test never waits this long (the request comes as soon as the client sends it), so
+/// it is generous: on a loaded machine a client may first sit out a backoff (a watch waits
+/// 0.5 s before it lists again) and then wait for a CPU. Only a missing request costs it.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The server side of a mock client.
 pub struct MockApi {
@@ -111,7 +117,7 @@ impl MockApi {
         status: StatusCode,
         response: impl FnOnce(&serde_json::Value) -> serde_json::Value,
     ) -> Seen {
-        let next = tokio::time::timeout(Duration::from_secs(1), self.handle.next_request()).await;
+        let next = tokio::time::timeout(WAIT, self.handle.next_request()).await;
         let (request, send) = next
             .unwrap_or_else(|_| panic!("no request arrived; expected {method} {path}"))
             .unwrap_or_else(|| panic!("the client went away; expected {method} {path}"));
@@ -145,7 +151,7 @@ impl MockApi {
         &mut self,
         respond: impl FnOnce(&Method, &str, &serde_json::Value) -> (StatusCode, serde_json::Value),
     ) -> Seen {
-        let next = tokio::time::timeout(Duration::from_secs(1), self.handle.next_request()).await;
+        let next = tokio::time::timeout(WAIT, self.handle.next_request()).await;
         let (request, send) = next
             .unwrap_or_else(|_| panic!("no request arrived"))
             .unwrap_or_else(|| panic!("the client went away"));
@@ -173,11 +179,20 @@ impl MockApi {
         Seen { method, uri, body }
     }
 
-    /// The next request, unanswered; fails the test when none arrives within a second.
+    /// The next request, unanswered; fails the test when none arrives within [`WAIT`].
     pub async fn next(&mut self) -> Incoming {
-        let next = tokio::time::timeout(Duration::from_secs(1), self.handle.next_request()).await;
-        let (request, send) = next
-            .unwrap_or_else(|_| panic!("no request arrived"))
+        match self.next_within(WAIT).await {
+            Some(incoming) => incoming,
+            None => panic!("no request arrived"),
+        }
+    }
+
+    /// The next request, unanswered, or `None` when none arrives within `wait` (for a test
+    /// that asserts the absence of some requests and not of others).
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Incoming> {
+        let (request, send) = tokio::time::timeout(wait, self.handle.next_request())
+            .await
+            .ok()?
             .unwrap_or_else(|| panic!("the client went away"));
         let method = request.method().clone();
         let uri = request.uri().to_string();
@@ -192,13 +207,13 @@ impl MockApi {
         } else {
             serde_json::from_slice(&bytes).expect("request body is JSON")
         };
-        Incoming {
+        Some(Incoming {
             method,
             uri,
             path,
             body,
             send,
-        }
+        })
     }
 
     /// Leaves `incoming` unanswered for as long as the server lives (a watch with no events,
