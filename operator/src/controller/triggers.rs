@@ -34,8 +34,15 @@ impl<K: kube::Resource> ChangeFilter<K> {
     /// True when `event` should re-plan.
     pub fn observe(&mut self, event: &Event<K>) -> bool {
         match event {
-            Event::Init => false,
-            // During the initial list, remember; the list's end triggers once.
+            // A (re-)list starts: forget what the last one saw. An object deleted while the
+            // watch was down sends no Delete; the list shows it gone, as the store does when
+            // it swaps in the new list. Kept, its entry would leak and, were it created again
+            // with the same property, hide the new object from the planner.
+            Event::Init => {
+                self.seen.clear();
+                false
+            }
+            // During the list, remember; the list's end triggers once.
             Event::InitApply(object) => {
                 self.seen.insert(id(object), (self.property)(object));
                 false
@@ -144,6 +151,35 @@ mod tests {
             filter.observe(&Event::Apply(state(16, "2026-01-01T00:03:00Z"))),
             "back again"
         );
+    }
+
+    #[test]
+    fn a_relist_forgets_objects_deleted_while_the_watch_was_down() {
+        let mut filter = ChangeFilter::new(node_labels_property);
+        let meta = |name: &str| {
+            let mut meta = PartialObjectMeta::<Node>::default();
+            meta.metadata.name = Some(name.into());
+            meta
+        };
+        assert!(!filter.observe(&Event::Init));
+        for name in ["n1", "n2"] {
+            assert!(!filter.observe(&Event::InitApply(meta(name))));
+        }
+        assert!(filter.observe(&Event::InitDone));
+        // The watch fails; n2 is deleted meanwhile, so the re-list shows n1 only.
+        assert!(!filter.observe(&Event::Init));
+        assert!(!filter.observe(&Event::InitApply(meta("n1"))));
+        assert!(filter.observe(&Event::InitDone));
+        assert_eq!(
+            filter.seen.keys().collect::<Vec<_>>(),
+            ["n1"],
+            "n2's entry is gone"
+        );
+        assert!(
+            filter.observe(&Event::Apply(meta("n2"))),
+            "n2 created again, unchanged, is a change"
+        );
+        assert!(!filter.observe(&Event::Apply(meta("n1"))), "n1 unchanged");
     }
 
     #[test]
