@@ -567,22 +567,25 @@ async fn a_new_node_gets_its_own_state_written_and_no_other_node_is_touched() {
     server.expect_no_more().await;
 }
 
-#[tokio::test]
-async fn upgrading_from_sharded_configmaps_keeps_every_vf_range_in_the_node_states() {
+/// The VF ranges of the upgrade tests, ones a fresh plan would not choose (it takes
+/// ens1f0#0-3 and ens2f0#0-3): n1's and n2's pools of telco/fast.
+fn legacy_pools() -> (String, String) {
+    (
+        fast_pools("ens1f1#4-7", "ens2f1#2-5"),
+        fast_pools("ens1f0#4-7", "ens2f0#4-7"),
+    )
+}
+
+/// Upgrades two nodes without a device-plugin spec from the old layout (`base`, `shards`,
+/// holding [`legacy_pools`]): their node states get those pools unchanged.
+async fn upgrade_keeps_every_vf_range(base: Option<Value>, shards: Vec<Value>) {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    // The layout before per-node state, with `--device-plugin-shards 2`: each node's key in
-    // one shard, on VF ranges a fresh plan would not choose (ens1f0#0-3, ens2f0#0-3).
-    let n1 = fast_pools("ens1f1#4-7", "ens2f1#2-5");
-    let n2 = fast_pools("ens1f0#4-7", "ens2f0#4-7");
-    let shards = vec![
-        configmap("bondnet-device-plugin-config-0", json!({"n1": n1})),
-        configmap("bondnet-device-plugin-config-1", json!({"n2": n2})),
-    ];
+    let (n1, n2) = legacy_pools();
     let nodes = two_nodes();
     let fixture = Setup::new(std::slice::from_ref(&net), &nodes).build(client);
     let task = spawn(&fixture.planner);
-    expect_configmap_reads(&mut server, None, shards).await;
+    expect_configmap_reads(&mut server, base, shards).await;
     let states = expect_node_states(&mut server, &["n1", "n2"]).await;
     for (state, before) in states.iter().zip([&n1, &n2]) {
         let before: DevicePluginConfig = serde_json::from_str(before).expect("JSON");
@@ -593,6 +596,27 @@ async fn upgrading_from_sharded_configmaps_keeps_every_vf_range_in_the_node_stat
     server.expect_echo(Method::POST, EVENTS).await;
     finish(task).await.expect("planned");
     server.expect_no_more().await;
+}
+
+#[tokio::test]
+async fn upgrading_from_sharded_configmaps_keeps_every_vf_range_in_the_node_states() {
+    // The layout before per-node state, with `--device-plugin-shards 2`: each node's key in
+    // one shard.
+    let (n1, n2) = legacy_pools();
+    let shards = vec![
+        configmap("bondnet-device-plugin-config-0", json!({"n1": n1})),
+        configmap("bondnet-device-plugin-config-1", json!({"n2": n2})),
+    ];
+    upgrade_keeps_every_vf_range(None, shards).await;
+}
+
+#[tokio::test]
+async fn upgrading_from_the_single_configmap_keeps_every_vf_range_in_the_node_states() {
+    // The layout before per-node state as it was by default: one ConfigMap, every node's
+    // key in it, no shards.
+    let (n1, n2) = legacy_pools();
+    let single = configmap("bondnet-device-plugin-config", json!({"n1": n1, "n2": n2}));
+    upgrade_keeps_every_vf_range(Some(single), vec![]).await;
 }
 
 #[tokio::test]
