@@ -77,7 +77,9 @@ pub struct Config {
 }
 
 /// Runs `watch` into `writer`, waking `wake` on each event `filter` lets through; runs until
-/// the process ends (a failing watch backs off and lists again).
+/// the process ends (a failing watch backs off and lists again). Objects enter the store
+/// without their managed fields: nothing bondnet reads, and on a NAD or a node state applied
+/// by two managers they are a good part of the object.
 pub async fn watch<K>(
     watch: impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send,
     writer: StoreWriter<K>,
@@ -88,6 +90,7 @@ pub async fn watch<K>(
 {
     watch
         .backoff(WatchBackoff::default())
+        .modify(|object| object.meta_mut().managed_fields = None)
         .reflect(writer)
         .for_each(move |event| {
             match event {
