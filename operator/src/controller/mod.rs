@@ -160,6 +160,46 @@ pub fn stores(
     })
 }
 
+/// What runs while this replica leads: the watches that fill the stores, and the planner they
+/// wake.
+pub struct Leading<W> {
+    /// The watches ([`stores`]).
+    pub watches: W,
+    /// The planner, with its writer.
+    pub planner: Planner,
+    /// Woken by the watches.
+    pub wake: Arc<Notify>,
+}
+
+/// Runs `leading` while holding the lease acquired at `acquired`: returns when the watches or
+/// the planner end, when `shutdown` completes, or, with `LostLease`, when the lease is lost.
+/// [`lease::hold`] returns before the lease can expire for another replica, and returning
+/// drops the planner with its writer and every request in flight: no write of this replica
+/// goes after that. `hold` is polled first, so once it is done nothing else runs.
+pub async fn lead<W: std::future::Future<Output = ()>>(
+    client: &Client,
+    lease: &lease::LeaseConfig,
+    acquired: tokio::time::Instant,
+    leading: Leading<W>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let Leading {
+        watches,
+        planner,
+        wake,
+    } = leading;
+    tokio::select! {
+        biased;
+        lost = lease::hold(client, lease, acquired) => Err(lost),
+        () = shutdown => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+        () = watches => Ok(()),
+        () = planner.run(wake) => Ok(()),
+    }
+}
+
 /// Runs the controller until a shutdown signal or the loss of the lease.
 pub async fn run(client: Client, config: Config) -> Result<()> {
     let metrics = Arc::new(Metrics::default());
@@ -208,17 +248,18 @@ pub async fn run(client: Client, config: Config) -> Result<()> {
         timing: Timing::default(),
     };
     ready.store(true, Ordering::Relaxed);
-    let outcome = tokio::select! {
-        () = watches => Ok(()),
-        () = planner.run(wake) => Ok(()),
-        () = crate::telemetry::shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
-        // `hold` returns before the lease can expire for another replica; dropping the
-        // planner here stops every write of this one.
-        lost = lease::hold(&client, &config.lease, acquired) => Err(lost),
-    };
+    let outcome = lead(
+        &client,
+        &config.lease,
+        acquired,
+        Leading {
+            watches,
+            planner,
+            wake,
+        },
+        crate::telemetry::shutdown_signal(),
+    )
+    .await;
     ready.store(false, Ordering::Relaxed);
     metrics.leader.set(0);
     server.abort();

@@ -423,15 +423,19 @@ impl Planner {
     }
 }
 
-/// Waits until no wake has come for `debounce`, or `max_delay` since it was called.
+/// Waits until no wake has come for `debounce`, or `max_delay` since it was called. The cap
+/// is looked at first, so no stream of wakes, however dense, holds a cycle back past it; a
+/// wake is looked at before the quiet timer, so a change that came before the planner got to
+/// run again counts as one more change of the burst, not as quiet.
 pub async fn debounce(wake: &Notify, timing: Timing) {
     let cap = tokio::time::sleep(timing.max_delay);
     tokio::pin!(cap);
     loop {
         tokio::select! {
+            biased;
+            () = &mut cap => return,
             () = wake.notified() => continue,
             () = tokio::time::sleep(timing.debounce) => return,
-            () = &mut cap => return,
         }
     }
 }

@@ -1,12 +1,16 @@
 //! Planner scenarios against the mock API server: each test fills the stores, runs planner
 //! cycles and states, in order, every request the controller must make (the writer sends one
-//! at a time here), checking the bodies that matter. The last test runs the whole controller
-//! pipeline (watches, stores, planner, writer) and serves its requests in whatever order they
-//! come.
+//! at a time here, unless a test is about its concurrency), checking the bodies that matter.
+//! Then the planner's loop (its debounce), the writer at full concurrency, the leader that
+//! loses its lease, and the whole controller pipeline (watches, stores, planner, writer),
+//! serving requests in whatever order they come. No test asserts a duration: they assert
+//! counts and order.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future;
 use http::{Method, StatusCode};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
@@ -19,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use super::diff::Written;
+use super::lease::LeaseConfig;
 use super::memo::Memo;
 use super::planner::{Cycle, Planner, Stores, Timing};
 use super::writer::{Writer, WriterConfig};
@@ -28,7 +33,7 @@ use crate::api::device_plugin::DevicePluginConfig;
 use crate::api::keys;
 use crate::api::nad::NetworkAttachmentDefinition;
 use crate::fixtures::{network, node_with_cards};
-use crate::mock::{self, MockApi};
+use crate::mock::{self, Incoming, MockApi};
 use crate::plan::Settings;
 use crate::telemetry::Metrics;
 
@@ -122,6 +127,7 @@ struct Setup<'s> {
     nads: Vec<NetworkAttachmentDefinition>,
     export: bool,
     writer: WriterConfig,
+    timing: Timing,
 }
 
 impl<'s> Setup<'s> {
@@ -133,6 +139,7 @@ impl<'s> Setup<'s> {
             nads: Vec::new(),
             export: false,
             writer: test_writer_config(),
+            timing: test_timing(),
         }
     }
 
@@ -148,8 +155,10 @@ impl<'s> Setup<'s> {
             node_meta,
             nads,
         };
+        let mut planner = planner(client, stores, self.export, self.writer);
+        planner.timing = self.timing;
         Fixture {
-            planner: Arc::new(planner(client, stores, self.export, self.writer)),
+            planner: Arc::new(planner),
             networks: network_writer,
             nodes: node_writer,
             nads: nad_writer,
@@ -182,11 +191,16 @@ fn planner(client: Client, stores: Stores, export: bool, writer: WriterConfig) -
         written,
         memo: Arc::new(Memo::default()),
         metrics,
-        timing: Timing {
-            debounce: Duration::from_millis(10),
-            max_delay: Duration::from_millis(100),
-            ..Timing::default()
-        },
+        timing: test_timing(),
+    }
+}
+
+/// The planner's timing in the tests: 10 ms of quiet, at most 100 ms.
+fn test_timing() -> Timing {
+    Timing {
+        debounce: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+        ..Timing::default()
     }
 }
 
@@ -890,6 +904,336 @@ async fn nothing_is_planned_before_the_node_list_has_arrived() {
         .await;
     let err = finish(task).await.expect_err("the read failed");
     assert_eq!(err.category(), "GetFailed");
+}
+
+// === the planner's loop: debounce and cap ===
+
+/// The planner of a fixture, on its own, for [`Planner::run`].
+fn owned(planner: Arc<Planner>) -> Planner {
+    Arc::try_unwrap(planner).unwrap_or_else(|_| panic!("the planner is shared"))
+}
+
+/// `debounce` of quiet ends a burst, at most `max_delay` after its first change; no resync.
+fn timing(debounce: Duration, max_delay: Duration) -> Timing {
+    Timing {
+        debounce,
+        max_delay,
+        resync: Duration::from_secs(3600),
+        ..Timing::default()
+    }
+}
+
+/// Answers `incoming` with its own body, as an apply returns the object.
+fn echo(incoming: Incoming) {
+    let body = incoming.body.clone();
+    incoming.respond(StatusCode::OK, &body);
+}
+
+#[tokio::test]
+async fn a_burst_of_changes_is_planned_once_when_it_settles() {
+    const CHANGES: u32 = 20;
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    let nodes: Vec<BondNodeState> = two_nodes()
+        .into_iter()
+        .map(|n| written(n, &held_pools()))
+        .collect();
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    // Half a second of quiet ends a burst; the cap is out of reach.
+    setup.timing = timing(Duration::from_millis(500), Duration::from_secs(3600));
+    let Fixture {
+        planner,
+        networks: mut network_store,
+        nodes: _nodes,
+        nads: _nads,
+        _node_meta,
+    } = setup.build(client);
+    let planner = owned(planner);
+    let metrics = planner.metrics.clone();
+    let wake = Arc::new(Notify::new());
+    let running = tokio::spawn(planner.run(wake.clone()));
+
+    // The first cycle runs at once.
+    expect_nads(&mut server).await;
+    let status = expect_status(&mut server, &net).await;
+    server.expect_echo(Method::POST, EVENTS).await;
+
+    // A burst: the MTU changes CHANGES times (1401, 1402, ..., below the PFs' 1500), each
+    // change in the store and a wake, as a watch delivers them.
+    let mut last = fast(true);
+    for change in 1..=CHANGES {
+        last.spec.mtu = Some(1400 + change);
+        last.metadata.generation = Some(1 + i64::from(change));
+        last.metadata.resource_version = Some(format!("{}", 100 + change));
+        last.status = Some(serde_json::from_value(status.clone()).expect("status"));
+        network_store.apply_watcher_event(&watcher::Event::Apply(last.clone()));
+        wake.notify_one();
+        tokio::task::yield_now().await;
+    }
+
+    // One cycle follows, and it plans the last MTU: no write carries one from the middle of
+    // the burst.
+    let mut nads = Vec::new();
+    loop {
+        let request = server.next().await;
+        if request.path == format!("{NETWORK}/status") {
+            assert_eq!(
+                request.body["status"]["observedGeneration"],
+                json!(1 + CHANGES),
+                "{}",
+                request.body
+            );
+            request.respond(StatusCode::OK, &object(&last));
+            break;
+        }
+        assert_eq!(request.method, Method::PATCH, "{}", request.uri);
+        if let Some(mtu) = bond_mtu(&request.path, &request.body) {
+            assert_eq!(mtu, json!(1400 + CHANGES), "the bond NAD has the last MTU");
+        }
+        nads.push(request.path.clone());
+        echo(request);
+    }
+    assert!(nads.contains(&format!("{NADS}/fast")), "{nads:?}");
+    server.expect_no_more().await;
+    running.abort();
+    assert_eq!(metrics.reconciles.get(), 2, "one cycle for the burst");
+    assert_eq!(metrics.plans.get(), 2, "one plan for the burst");
+}
+
+#[tokio::test]
+async fn a_continuous_stream_of_changes_is_still_planned_by_the_cap() {
+    let (client, mut server) = mock::client();
+    // Nothing to plan or write: each cycle costs no request, and counts.
+    let mut setup = Setup::new(&[], &[]);
+    // The quiet never comes (an hour); only the 50 ms cap can end a wait.
+    setup.timing = timing(Duration::from_secs(3600), Duration::from_millis(50));
+    let fixture = setup.build(client);
+    let planner = owned(fixture.planner);
+    let metrics = planner.metrics.clone();
+    let wake = Arc::new(Notify::new());
+    let running = tokio::spawn(planner.run(wake.clone()));
+    // A change every 2 ms, for as long as the test runs.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stream = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            loop {
+                wake.notify_one();
+                sent.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    // The first cycle runs at once; three more come, each ended by the cap.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while metrics.reconciles.get() < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the stream of changes held the planner back");
+    assert!(!stream.is_finished(), "the changes still come");
+    assert!(
+        sent.load(Ordering::Relaxed) >= 3,
+        "a change came for each cycle"
+    );
+    stream.abort();
+    running.abort();
+    server.expect_no_more().await;
+}
+
+// === the writer at full concurrency ===
+
+#[tokio::test]
+async fn writes_go_concurrently_and_a_failed_one_is_retried_while_the_others_are_in_flight() {
+    let (client, mut server) = mock::client();
+    let net = fast(true);
+    let nodes: Vec<BondNodeState> = ["n1", "n2", "n3", "n4"]
+        .into_iter()
+        .map(|name| node_with_cards(name, &[], 2, 8))
+        .collect();
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    setup.writer = WriterConfig {
+        concurrency: 16,
+        // The test holds requests unanswered on purpose: none may time out meanwhile.
+        timeout: Duration::from_secs(60),
+        attempts: 2,
+        first_retry: Duration::from_millis(10),
+    };
+    let fixture = setup.build(client);
+    let task = spawn(&fixture.planner);
+    expect_configmap_reads(&mut server, None, vec![]).await;
+
+    // The four node states are all in flight at once: none is answered before the server
+    // has seen all four.
+    let mut in_flight = Vec::new();
+    for _ in 0..4 {
+        let request = server.next().await;
+        assert_eq!(request.method, Method::PATCH, "{}", request.uri);
+        in_flight.push(request);
+    }
+    let mut paths: Vec<&str> = in_flight.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    let states: Vec<String> = ["n1", "n2", "n3", "n4"]
+        .iter()
+        .map(|n| format!("{STATES}/{n}"))
+        .collect();
+    assert_eq!(paths, states);
+
+    // n1 fails. Its retry comes while n2, n3 and n4 are still unanswered: it waits for
+    // none of them, and they do not wait for it.
+    let position = in_flight
+        .iter()
+        .position(|r| r.path == states[0])
+        .expect("n1");
+    in_flight.swap_remove(position).respond(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &mock::status_error(500, "InternalError", "etcd is sad"),
+    );
+    let retry = server.next().await;
+    assert_eq!(retry.path, states[0], "n1's retry comes next");
+    assert_eq!(in_flight.len(), 3, "n2, n3 and n4 are still in flight");
+    echo(retry);
+    for request in in_flight.drain(..) {
+        echo(request);
+    }
+
+    // The network's NADs go together too, and may finish in any order.
+    for _ in 0..3 {
+        in_flight.push(server.next().await);
+    }
+    let mut paths: Vec<&str> = in_flight.iter().map(|r| r.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            format!("{NADS}/fast"),
+            format!("{NADS}/fast-p0"),
+            format!("{NADS}/fast-p1")
+        ]
+    );
+    while let Some(request) = in_flight.pop() {
+        echo(request);
+    }
+    expect_status(&mut server, &net).await;
+    server.expect_echo(Method::POST, EVENTS).await;
+    let cycle = finish(task).await.expect("planned");
+    server.expect_no_more().await;
+    assert!(cycle.outcome.failures.is_empty(), "{:?}", cycle.outcome);
+    assert_eq!(cycle.outcome.held_back, 0);
+    assert_eq!(cycle.outcome.written, 8, "4 node states, 3 NADs, 1 status");
+    let metrics = fixture.planner.metrics.encode();
+    assert!(
+        metrics.contains(r#"bondnet_writes_total{kind="BondNodeState",verb="apply"} 5"#),
+        "{metrics}"
+    );
+}
+
+// === leadership: the writer stops with the lease ===
+
+const LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/bondnet-system/leases/bondnet-controller";
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_sends_no_write_once_its_renew_deadline_has_passed() {
+    let (client, mut server) = mock::client();
+    // Kept so that the mock server stays up after the leader drops its clients.
+    let _client = client.clone();
+    let net = fast(true);
+    let nodes: Vec<BondNodeState> = two_nodes()
+        .into_iter()
+        .map(|n| written(n, &held_pools()))
+        .collect();
+    let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
+    // A write in flight waits for its answer well past the renew deadline.
+    setup.writer.timeout = Duration::from_secs(60);
+    let fixture = setup.build(client.clone());
+    let planner = owned(fixture.planner);
+    let lease = LeaseConfig {
+        duration: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(2),
+        renew_every: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(1),
+        ..LeaseConfig::with_defaults(
+            "bondnet-system".into(),
+            "bondnet-controller".into(),
+            "leader".into(),
+        )
+    };
+    let held = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "bondnet-controller", "namespace": "bondnet-system", "resourceVersion": "7"},
+        "spec": {"holderIdentity": "leader", "leaseDurationSeconds": 4,
+                 "renewTime": "2026-01-01T00:00:00.000000Z"},
+    });
+    let wake = Arc::new(Notify::new());
+    // Run as `run` does: the watches (none here), the planner and the lease, in one select.
+    let leading = super::Leading {
+        watches: future::pending(),
+        planner,
+        wake: wake.clone(),
+    };
+    let acquired = tokio::time::Instant::now();
+    let mut leader = tokio::spawn(async move {
+        super::lead(&client, &lease, acquired, leading, future::pending()).await
+    });
+
+    // The leader writes and renews its lease once; then the API server stops answering it:
+    // the lease reads after that renewal, and the writes after the first two, hang.
+    let (mut renewals, mut answered) = (0, 0);
+    let (mut in_flight, mut hanging) = (Vec::new(), Vec::new());
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            outcome = &mut leader => break outcome.expect("leader task"),
+            request = server.next() => {
+                if request.path != LEASE {
+                    if answered < 2 {
+                        answered += 1;
+                        echo(request);
+                    } else {
+                        in_flight.push(request);
+                    }
+                } else if renewals > 0 {
+                    hanging.push(request);
+                } else if request.method == Method::GET {
+                    request.respond(StatusCode::OK, &held);
+                } else {
+                    assert_eq!(request.method, Method::PUT, "{}", request.uri);
+                    renewals += 1;
+                    echo(request);
+                }
+            }
+        }
+    };
+    assert!(
+        matches!(outcome, Err(crate::Error::LostLease { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(renewals, 1, "the leader renewed once");
+    assert_eq!(answered, 2);
+    assert_eq!(
+        in_flight.len(),
+        1,
+        "the writer had its third write in flight when it stopped"
+    );
+
+    // The API server answers again and more changes come: no write reaches it any more,
+    // only lease reads sent before the leader stopped.
+    for request in in_flight {
+        echo(request);
+    }
+    for _ in 0..3 {
+        wake.notify_one();
+    }
+    while let Some(request) = server.next_within(Duration::from_millis(300)).await {
+        assert_eq!(
+            request.path, LEASE,
+            "{} {} reached the API server after the leader stopped",
+            request.method, request.uri
+        );
+        hanging.push(request);
+    }
 }
 
 // === the whole pipeline: watches, stores, planner, writer ===
