@@ -1236,6 +1236,40 @@ async fn a_leader_that_cannot_renew_sends_no_write_once_its_renew_deadline_has_p
     }
 }
 
+// === the watches ===
+
+#[tokio::test]
+async fn objects_enter_the_stores_without_their_managed_fields() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    let mut state = node_with_cards("n1", &[], 2, 8);
+    state.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some("bondnet-agent".into()),
+        operation: Some("Apply".into()),
+        ..ManagedFieldsEntry::default()
+    }]);
+    let mut changed = state.clone();
+    changed.metadata.resource_version = Some("2".into());
+    let events = futures::stream::iter([
+        Ok(watcher::Event::Init),
+        Ok(watcher::Event::InitApply(state)),
+        Ok(watcher::Event::InitDone),
+        Ok(watcher::Event::Apply(changed)),
+    ]);
+    let (store, writer) = reflector::store::<BondNodeState>();
+    let wake = Arc::new(Notify::new());
+    super::watch(
+        events,
+        writer,
+        super::triggers::ChangeFilter::new(super::triggers::node_state_property),
+        wake,
+    )
+    .await;
+    let held = store.state();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].metadata.resource_version.as_deref(), Some("2"));
+    assert_eq!(held[0].metadata.managed_fields, None);
+}
+
 // === the whole pipeline: watches, stores, planner, writer ===
 
 fn list_of(kind: &str, items: Vec<Value>, version: &str) -> Value {
