@@ -423,7 +423,8 @@ t_check_removed() {
     must $IP -n p link add bond0 type bond mode balance-rr
     cni CHECK p bond0 "$W/check.json"
     expect_err "CHECK on a balance-rr bond0 that should be active-backup"
-    err_text | grep -qi -e mode -e active-backup -e balance-rr || fail "CHECK's error does not mention the mode: $OUT"
+    err_text | grep -qF "mode: want active-backup, kernel has balance-rr" ||
+        fail "CHECK's error does not say 'mode: want active-backup, kernel has balance-rr': $OUT"
 }
 
 # CHECK notices drift after ADD: the bond's MTU changed, its address removed.
