@@ -52,6 +52,67 @@ fn checked_in_crds_match_the_rust_types() {
     }
 }
 
+/// Every string under a `format` key anywhere in `v`, with its path. A property that is
+/// itself named `format` maps to a schema, not a string, so it is walked into, not taken.
+fn formats(v: &serde_yaml::Value, path: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            for (k, v) in m {
+                let key = k.as_str().unwrap_or("?");
+                let here = format!("{path}.{key}");
+                match (key, v) {
+                    ("format", serde_yaml::Value::String(f)) => out.push((here, f.clone())),
+                    _ => formats(v, &here, out),
+                }
+            }
+        }
+        serde_yaml::Value::Sequence(s) => {
+            for (i, v) in s.iter().enumerate() {
+                formats(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The API server warns on (and ignores) a `format` it does not know, such as the `uint32`
+/// and `uint8` schemars writes for unsigned integers; the CRDs as checked in (and as the
+/// chart ships them) carry only formats Kubernetes knows, so such a format cannot come back
+/// unnoticed.
+#[test]
+fn checked_in_crds_use_only_formats_kubernetes_knows() {
+    let mut seen = 0;
+    for dir in ["crds", "charts/bondnet/crds"] {
+        let dir = workspace().join(dir);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no CRDs in {}", dir.display());
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read CRD");
+            let crd: serde_yaml::Value =
+                serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let mut found = Vec::new();
+            formats(&crd, "", &mut found);
+            let unknown: Vec<_> = found
+                .iter()
+                .filter(|(_, f)| !bondnet::api::KNOWN_FORMATS.contains(&f.as_str()))
+                .collect();
+            assert!(
+                unknown.is_empty(),
+                "{}: formats Kubernetes does not know: {unknown:?}",
+                file.display()
+            );
+            seen += found.len();
+        }
+    }
+    // The walk finds the formats there are (ipv4, int64, date-time, ...), not nothing.
+    assert!(seen > 0, "no format found in any CRD");
+}
+
 #[test]
 fn the_examples_plan_matches_the_golden_files() {
     let root = workspace();

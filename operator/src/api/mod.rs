@@ -35,8 +35,9 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 
 /// Formats the API server knows (k8s.io/kube-openapi's strfmt registry, plus the integer
 /// and number widths of OpenAPI). schemars writes `uint32` and the like for Rust's unsigned
-/// integers, which makes every `kubectl apply` of the CRDs warn.
-const KNOWN_FORMATS: &[&str] = &[
+/// integers, which makes every `kubectl apply` of the CRDs warn. Public so that a test can
+/// hold the checked-in CRDs to it.
+pub const KNOWN_FORMATS: &[&str] = &[
     "int32",
     "int64",
     "float",
