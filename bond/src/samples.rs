@@ -39,14 +39,17 @@ pub fn values() -> Vec<(&'static str, Vec<Value>)> {
 
 /// Values the CRD's structural schema refuses before any CEL rule runs, derived from the
 /// option table: a number just outside the option's range, a word that is no value of it, a
-/// list one entry too long. The server answers with a schema error naming the field, and the
-/// reader (`bondnet plan`, the plugin) refuses them too.
+/// list one entry too long, a list entry that is no IPv4 address (`format: ipv4`). The server
+/// answers with a schema error naming the field, and the reader (`bondnet plan`, the plugin)
+/// refuses them too.
 pub fn schema_invalid() -> Vec<(&'static str, Value)> {
     let mut out = Vec::new();
     for o in OPTIONS {
         if o.is_list {
+            // The one list option is arpIpTargets, a list of IPv4 addresses.
             let targets: Vec<String> = (0..=o.max).map(|i| format!("10.0.1.{}", i + 1)).collect();
             out.push((o.name, json!(targets)));
+            out.push((o.name, json!(["10.0.0"])));
         } else if o.name != "primary" {
             // Any interface name passes the schema; the rules judge `primary`.
             out.push((o.name, json!("no-such-value")));
@@ -81,5 +84,18 @@ mod tests {
                 .expect_err(&format!("{name}: {value} must be refused"));
             assert_eq!(err.field, name, "{err}");
         }
+    }
+
+    #[test]
+    fn a_malformed_arp_target_is_among_the_schema_invalid_values() {
+        let malformed = schema_invalid()
+            .into_iter()
+            .filter(|(name, _)| *name == "arpIpTargets")
+            .filter_map(|(_, v)| v.as_array().cloned())
+            .flatten()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .filter(|t| t.parse::<std::net::Ipv4Addr>().is_err())
+            .collect::<Vec<_>>();
+        assert_eq!(malformed, ["10.0.0"]);
     }
 }
