@@ -14,11 +14,17 @@
 # starts whatever is not running; naming one component (re)starts just it, on the same port
 # over the same etcd: the restart test uses `apiserver`.
 #
-# Ports: each server gets a random port below the kernel's ephemeral range (so no outgoing
-# connection takes it), and when it still finds the port taken ("address already in use"),
-# it is started again on a fresh one, up to 8 times. kube-controller-manager and
-# kube-scheduler serve no port (--secure-port=0). The binaries are build.sh's (override with
-# BONDNET_CONTROLPLANE_BIN, a directory).
+# Ports: on its first start each server gets a random port below the kernel's ephemeral range
+# (so no outgoing connection takes it). Another test may still take it between the probe and
+# the bind: when the server exits with "address already in use", or when what answers its
+# health check on that port is not its own process (ss names the listening socket's owner;
+# another test's etcd answers plain HTTP health checks just as well), it is stopped and
+# started again on a fresh port, up to 8 times. Once a server has come up, its port is
+# recorded in DIR/<name>.port, and every later start (`start.sh DIR apiserver` after
+# stop.sh, or `all` again) keeps it, since clients hold it: if it is taken then, start.sh
+# fails saying so rather than moving. kube-controller-manager and kube-scheduler serve no
+# port (--secure-port=0). The binaries are build.sh's (override with BONDNET_CONTROLPLANE_BIN,
+# a directory).
 #
 # `node NAME` (with the API server running) issues a kubelet's client certificate
 # (CN=system:node:NAME, O=system:nodes, as the Node authorizer and NodeRestriction expect) and
@@ -52,6 +58,9 @@ fi
 for b in etcd kube-apiserver kube-controller-manager kube-scheduler; do
     [[ -x $bin/$b ]] || die "no $b in $bin: run tests/controlplane/build.sh"
 done
+for t in ss curl openssl setsid; do
+    command -v "$t" >/dev/null || die "$t is needed and not on PATH"
+done
 
 # The service network the API server allocates ClusterIPs from. Nothing routes it and no test
 # connects to it: webhooks are reached through their endpoints.
@@ -59,12 +68,14 @@ service_cidr=10.96.0.0/24
 
 alive() { [[ -f $dir/$1.pid ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
 
-# A random port below the ephemeral range that nothing listens on now.
-random_port() {
+# A random port below the ephemeral range that nothing listens on now, other than the ports
+# given (already picked for the same server).
+random_port() { # [port...]
     local low p i
     low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
     for i in $(seq 100); do
         p=$((10000 + RANDOM % (low - 10000)))
+        [[ " $* " == *" $p "* ]] && continue
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
@@ -73,10 +84,22 @@ random_port() {
     die "no free port found below $low"
 }
 
-port_of() { # name [fresh] -> the name's port, a new one when asked or none is recorded
-    local f=$dir/$1.port
-    if [[ ! -f $f || ${2:-} == fresh ]]; then random_port >"$f"; fi
-    cat "$f"
+# The listening sockets on a loopback TCP port, one line each (with the owner when it is a
+# process of this user), or nothing.
+listeners() { # port
+    ss -Hltnp "sport = :$1" 2>/dev/null | tr -s ' ' || true
+}
+
+# The same, on one line.
+listeners_line() { # port
+    local l
+    l=$(listeners "$1" | tr '\n' ' ')
+    echo "${l% }"
+}
+
+# Whether the socket listening on `port` is process `pid`'s own, not another test's server's.
+owns_port() { # pid port
+    [[ $(listeners "$2") == *"pid=$1,"* ]]
 }
 
 # --- certificates --------------------------------------------------------------------------
@@ -162,22 +185,95 @@ port_taken() {
     awk '/^=== .* start: / { taken = 0 } /address already in use/ { taken = 1 } END { exit !taken }' "$dir/$1.log"
 }
 
+# Ends the process just spawned for `name` (its recorded pid only): TERM, KILL after 5 s.
+kill_spawned() { # name
+    local pid i
+    pid=$(cat "$dir/$1.pid")
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Waits up to `tenths` tenths of a second for the `name` just spawned to pass `check...`, and
+# for the listening socket on each of `ports` to be its own. Returns 0 then; 1 when the ports
+# turn out taken: it exited with "address already in use", or what passed the check is another
+# process (another test's server that bound the port first), in which case ours is stopped;
+# 2 when it exited for another reason or never passed the check.
+wait_up() { # name "port..." tenths check...
+    local name=$1 ports=$2 tenths=$3 pid i p
+    shift 3
+    pid=$(cat "$dir/$name.pid")
+    for ((i = 0; i < tenths; i++)); do
+        alive "$name" || break
+        if "$@"; then
+            for p in $ports; do
+                if ! owns_port "$pid" "$p"; then
+                    say "$name: port $p answers, but not as our process $pid: $(listeners_line "$p")"
+                    kill_spawned "$name"
+                    return 1
+                fi
+            done
+            return 0
+        fi
+        sleep 0.1
+    done
+    if ! alive "$name" && port_taken "$name"; then return 1; fi
+    return 2
+}
+
+# For a server started before: fails unless each of its recorded ports (DIR/<name>.port) is
+# free, since clients hold them and the server must not move.
+require_free() { # what name...
+    local what=$1 name p
+    shift
+    for name in "$@"; do
+        p=$(cat "$dir/$name.port")
+        if [[ -n $(listeners "$p") ]]; then
+            die "$what: its port $p (recorded in $dir/$name.port, and clients hold it) is taken by another process: $(listeners_line "$p"); a restart keeps its port, so it is not moved: free the port, or start a fresh control plane in a new DIR"
+        fi
+    done
+}
+
+etcd_healthy() { # port
+    [[ $(curl -sf "http://127.0.0.1:$1/health" 2>/dev/null) == *'"health":"true"'* ]]
+}
+
+apiserver_ready() { # port
+    curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+        "https://127.0.0.1:$1/readyz" >/dev/null 2>&1
+}
+
 start_etcd() {
     alive etcd && return 0
-    local try port peer
+    local try port peer rc recorded=
+    if [[ -f $dir/etcd.port && -f $dir/etcd-peer.port ]]; then
+        recorded=yes
+        port=$(cat "$dir/etcd.port")
+        peer=$(cat "$dir/etcd-peer.port")
+    fi
     for try in 1 2 3 4 5 6 7 8; do
-        if ((try == 1)); then port=$(port_of etcd); peer=$(port_of etcd-peer); else port=$(port_of etcd fresh); peer=$(port_of etcd-peer fresh); fi
+        if [[ -n $recorded ]]; then
+            require_free etcd etcd etcd-peer
+        else
+            port=$(random_port)
+            peer=$(random_port "$port")
+        fi
         spawn etcd "$bin/etcd" --name bondnet-test --data-dir "$dir/etcd" \
             --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
             --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
             --initial-cluster "bondnet-test=http://127.0.0.1:$peer" --unsafe-no-fsync --log-level warn
-        local i
-        for i in $(seq 200); do
-            if ! alive etcd; then break; fi
-            if curl -sf "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"health":"true"'; then return 0; fi
-            sleep 0.1
-        done
-        if ! alive etcd && port_taken etcd; then
+        rc=0
+        wait_up etcd "$port $peer" 200 etcd_healthy "$port" || rc=$?
+        if ((rc == 0)); then
+            echo "$port" >"$dir/etcd.port"
+            echo "$peer" >"$dir/etcd-peer.port"
+            return 0
+        fi
+        if ((rc == 1)); then
+            [[ -z $recorded ]] || die "etcd: its recorded port $port or $peer (clients hold them, so it is not moved) was taken by another process while it started: $(listeners_line "$port") $(listeners_line "$peer"); see $dir/etcd.log"
             say "etcd: port $port or $peer taken, retrying on fresh ports"
             continue
         fi
@@ -188,10 +284,19 @@ start_etcd() {
 
 start_apiserver() {
     alive apiserver && return 0
-    local try port etcd_port
+    local try port etcd_port rc recorded=
+    [[ -f $dir/etcd.port ]] || die "kube-apiserver: etcd was never started in $dir: start it first (start.sh $dir etcd, or all)"
     etcd_port=$(cat "$dir/etcd.port")
+    if [[ -f $dir/apiserver.port ]]; then
+        recorded=yes
+        port=$(cat "$dir/apiserver.port")
+    fi
     for try in 1 2 3 4 5 6 7 8; do
-        if ((try == 1)); then port=$(port_of apiserver); else port=$(port_of apiserver fresh); fi
+        if [[ -n $recorded ]]; then
+            require_free kube-apiserver apiserver
+        else
+            port=$(random_port "$etcd_port")
+        fi
         spawn apiserver "$bin/kube-apiserver" \
             --etcd-servers "http://127.0.0.1:$etcd_port" \
             --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
@@ -209,18 +314,16 @@ start_apiserver() {
             --enable-aggregator-routing=true \
             --profiling=false ${BONDNET_APISERVER_ARGS:-}
         kubeconfig "$dir/kubeconfig" "$port" admin
-        local i
-        for i in $(seq 1200); do
-            if ! alive apiserver; then break; fi
-            if curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
-                "https://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
-                kubeconfig "$dir/controller-manager.kubeconfig" "$port" controller-manager
-                kubeconfig "$dir/scheduler.kubeconfig" "$port" scheduler
-                return 0
-            fi
-            sleep 0.1
-        done
-        if ! alive apiserver && port_taken apiserver; then
+        rc=0
+        wait_up apiserver "$port" 1200 apiserver_ready "$port" || rc=$?
+        if ((rc == 0)); then
+            echo "$port" >"$dir/apiserver.port"
+            kubeconfig "$dir/controller-manager.kubeconfig" "$port" controller-manager
+            kubeconfig "$dir/scheduler.kubeconfig" "$port" scheduler
+            return 0
+        fi
+        if ((rc == 1)); then
+            [[ -z $recorded ]] || die "kube-apiserver: its recorded port $port (clients hold it, so it is not moved) was taken by another process while it started: $(listeners_line "$port"); see $dir/apiserver.log"
             say "kube-apiserver: port $port taken, retrying on a fresh port"
             continue
         fi
