@@ -94,7 +94,7 @@ const CROSS: &[(&str, Check, &str)] = &[
 #[derive(Debug, Clone, Copy)]
 pub struct Ports<'a> {
     pub names: &'a [String],
-    /// How the user names a port, e.g. "one of links" or "<ifname>p<slot>, e.g. bond0p0".
+    /// How the user names a port, e.g. "the names in links" or "<ifname>p<slot>, e.g. bond0p0".
     pub hint: &'a str,
 }
 
@@ -123,7 +123,9 @@ pub fn rules(hint: &str) -> Vec<Rule> {
     let primary = std::iter::once(Rule {
         field: "primary",
         check: Check::NamesPort,
-        message: format!("primary must name one of the bond's ports: {hint}"),
+        message: format!(
+            "primary must name one of the bond's ports: {hint}; set it to one of them or remove it"
+        ),
     });
     modes
         .chain(primary)
@@ -257,23 +259,43 @@ mod tests {
         let names = ["net1".to_owned(), "net2".to_owned()];
         let ports = Ports {
             names: &names,
-            hint: "one of links",
+            hint: "the names in links",
         };
         validate(mode, &opts(v), &ports).map_err(|e| e.to_string())
     }
 
+    /// Whether a message says what to do: after the field and what is wrong, a clause (after
+    /// a colon, semicolon or comma) that starts with what the user does about it.
+    fn says_what_to_do(message: &str) -> bool {
+        const FIXES: &[&str] = &["remove", "set", "change", "lower", "choose", "list"];
+        message.split([':', ';', ',']).skip(1).any(|clause| {
+            let first = clause.split_whitespace().next().unwrap_or_default();
+            FIXES.contains(&first)
+        })
+    }
+
     #[test]
-    fn every_rule_names_a_known_option() {
-        for r in rules("") {
-            assert!(OptionSpec::get(r.field).is_some(), "{}", r.field);
-            match r.check {
-                Check::Needs(o) | Check::Excludes(o) | Check::InModeNeeds(_, o, _) => {
-                    assert!(OptionSpec::get(o).is_some(), "{o}");
+    fn every_rule_names_a_known_option_and_says_what_to_do() {
+        for hint in ["the names in links", "<ifname>p<slot>, e.g. bond0p0"] {
+            for r in rules(hint) {
+                assert!(OptionSpec::get(r.field).is_some(), "{}", r.field);
+                match r.check {
+                    Check::Needs(o) | Check::Excludes(o) | Check::InModeNeeds(_, o, _) => {
+                        assert!(OptionSpec::get(o).is_some(), "{o}");
+                    }
+                    _ => {}
                 }
-                _ => {}
+                assert!(r.message.starts_with(r.field), "{}", r.message);
+                assert!(
+                    says_what_to_do(&r.message),
+                    "the message does not say what to do (a fix after the field and the fault): {}",
+                    r.message
+                );
             }
-            assert!(r.message.starts_with(r.field), "{}", r.message);
         }
+        assert!(!says_what_to_do(
+            "primary must name one of the bond's ports: a or b"
+        ));
     }
 
     #[test]
@@ -307,9 +329,10 @@ mod tests {
         assert!(check(ActiveBackup, json!({"updelay": 150})).is_err());
         assert!(check(ActiveBackup, json!({"updelay": 200, "downdelay": 0})).is_ok());
         assert!(check(ActiveBackup, json!({"miimon": 0, "updelay": 200})).is_err());
-        assert!(check(ActiveBackup, json!({"primary": "eth9"}))
-            .expect_err("refused")
-            .starts_with("primary: must name one of the bond's ports: one of links"));
+        assert_eq!(
+            check(ActiveBackup, json!({"primary": "eth9"})),
+            Err("primary: must name one of the bond's ports: the names in links; set it to one of them or remove it".into())
+        );
         assert!(check(
             ActiveBackup,
             json!({"primary": "net2", "primaryReselect": "better"})

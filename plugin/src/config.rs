@@ -190,7 +190,7 @@ pub fn parse(bytes: &[u8]) -> Result<NetConf> {
     let mut options = BondOptions::from_map(&raw.rest).map_err(config_error)?;
     let ports = Ports {
         names: &links,
-        hint: "name one of links",
+        hint: "the names in links",
     };
     bondnet_bond::validate(mode, &options, &ports).map_err(config_error)?;
     options.miimon = options.effective_miimon();
@@ -406,7 +406,7 @@ mod tests {
     #[test]
     fn primary_must_be_one_of_the_links() {
         assert!(err(&with(r#""mode":"active-backup","primary":"eth9""#))
-            .contains("primary: must name one of the bond's ports: name one of links"));
+            .contains("primary: must name one of the bond's ports: the names in links; set it to one of them or remove it"));
     }
 
     #[test]
