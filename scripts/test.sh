@@ -2,8 +2,8 @@
 # Every test tier, on a fresh machine of this project's kind. Installs what it needs (apt
 # packages, the chart tier's Python engine, the Go-built control plane), then runs:
 # formatting and lint checks, the plugin's tiers (pure, protocol, network namespaces as root),
-# the operator's tiers (unit, mock API, chart), the real-kernel tier under qemu and the real
-# control plane tier.
+# the operator's tiers (unit, mock API, chart), the real-kernel tier under qemu, the real
+# control plane tier and the SR-IOV node tier (a qemu guest with igb VFs as a kubelet node).
 #
 #   scripts/test.sh
 #
@@ -67,6 +67,9 @@ run "cargo clippy (warnings are errors)" cargo clippy --workspace --all-targets 
 run "release build of the bond plugin" cargo build --release -p bondnet-plugin
 # Kubernetes, etcd and Helm from Go modules, cached by version after the first build.
 run "control plane build (Go modules)" tests/controlplane/build.sh
+# The SR-IOV node's kubelet, containerd, runc and CNI plugins, from Go modules, cached likewise
+# (after the control plane: the kubelet shares most of its packages in Go's build cache).
+run "SR-IOV node build (Go modules)" bash -c 'tests/node/build.sh >/dev/null'
 helm_python=
 run "the chart tier's Helm engine (helm-sdkpy)" bash -c 'charts/bondnet/tests/install-deps.sh >target/test-logs/helm-python'
 helm_python=$(cat target/test-logs/helm-python 2>/dev/null || true)
@@ -75,12 +78,14 @@ export BONDNET_HELM_PYTHON=$helm_python
 features=(--features bondnet-plugin/test_as_root)
 tier "plugin: pure, protocol, netns (root)" cargo test -p bondnet-plugin "${features[@]}" --no-fail-fast
 # A bounded run of the plugin's input fuzzer (plugin/src/fuzz.rs): a minute of generated configs and CNI_* variables.
-run "plugin fuzz (60 s)" plugin/fuzz.sh 60
+run "plugin fuzz (60 s)" bash -c 'plugin/fuzz.sh 60 2>&1 | tee target/test-logs/plugin-fuzz.log; exit "${PIPESTATUS[0]}"'
 tier "operator: unit, mock API, chart" cargo test -p bondnet-operator --no-fail-fast -- --include-ignored
 # Every other crate of the workspace (a crate added later is tested here without a new line).
-tier "other crates (bond, ...)" cargo test --workspace --exclude bondnet-plugin --exclude bondnet-operator --exclude bondnet-tests --no-fail-fast
+# --all-features: bondnet-bond's netlink encoder, readback and CHECK diff are a feature.
+tier "other crates (bond, ...)" cargo test --workspace --exclude bondnet-plugin --exclude bondnet-operator --exclude bondnet-tests --all-features --no-fail-fast
 tier "plugin on a real kernel (qemu VM)" cargo test -p bondnet-tests --lib --bins --test vm --no-fail-fast -- --include-ignored
-tier "real control plane (Kubernetes, etcd, Helm)" cargo test -p bondnet-tests --test apiserver --no-fail-fast -- --include-ignored --skip benchmark
+tier "real control plane (Kubernetes, etcd, Helm)" cargo test -p bondnet-tests --test apiserver --no-fail-fast -- --include-ignored --skip benchmark --skip node::
+tier "SR-IOV node (kubelet, containerd, igb VFs)" cargo test -p bondnet-tests --test apiserver --no-fail-fast -- --include-ignored node::
 
 printf '\n==> summary\n'
 printf '%s\n' "${summary[@]}"

@@ -523,7 +523,7 @@ fn invalid_bond_networks() -> Vec<(&'static str, Value, &'static str)> {
         (
             "primary-not-a-port",
             json!({ "primary": "eth0" }),
-            "primary must name one of the bond's ports: <ifname>p<slot>, e.g. bond0p0",
+            "primary must name one of the bond's ports: <ifname>p<slot>, e.g. bond0p0; set it to one of them or remove it",
         ),
         (
             "arp-and-mii-monitor",
@@ -3524,3 +3524,8 @@ async fn benchmark_planner_n_networks_over_m_nodes_against_the_floor_and_one_mor
     );
     assert_eq!(extra_nads, 3, "NADs of net-extra");
 }
+
+// === the SR-IOV node: a real kubelet over real VFs ===
+
+#[path = "apiserver/node.rs"]
+mod node;

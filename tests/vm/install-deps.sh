@@ -28,7 +28,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VM_DIR="${BONDNET_VM_DIR:-$ROOT/target/vm}"
 KDIR="$VM_DIR/kernel"
 
-HOST_PACKAGES=(qemu-system-x86 busybox-static containernetworking-plugins iproute2 jq xz-utils cpio gzip)
+# iptables, e2fsprogs (mke2fs -d), kmod (depmod) and file: the SR-IOV node (run.sh --node, tests/node/images.sh).
+HOST_PACKAGES=(qemu-system-x86 busybox-static containernetworking-plugins iproute2 jq xz-utils cpio gzip iptables e2fsprogs file kmod)
 
 log() { echo "install-deps: $*" >&2; }
 

@@ -9,6 +9,13 @@
 #   tests/vm/run.sh --sriov [N]  an SR-IOV node: q35 with two igb PFs (each on its own PCIe
 #                                root port) under the backports qemu; N VFs per PF (default
 #                                2), their sysfs shape, and the agent's discovery over it
+#   tests/vm/run.sh --node DIR   an SR-IOV node of a Kubernetes control plane on the host:
+#                                the --sriov machine plus a virtio disk with the node's
+#                                binaries (tests/node/build.sh) and DIR/images/*.tar, and a
+#                                user-network NIC whose only way out is 10.0.2.100:443 to the
+#                                API server (DIR/apiserver-port on the host's loopback); DIR
+#                                also holds node-name, ca.crt, kubelet.kubeconfig, numvfs.
+#                                Runs until stopped (guest/node.sh)
 #
 # Env: BONDNET_BOND_BIN (default target/release/bond, built if missing),
 #      BONDNET_UPSTREAM_BIN (--bench: the upstream plugin to compare with, shipped as
@@ -38,19 +45,20 @@ case "${1:-}" in
     --bench) mode=bench; shift ;;
     --shell) mode=shell; shift ;;
     --sriov) mode=sriov; shift ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --node) mode=node; shift ;;
+    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}"; exit 0 ;;
     --*) die "unknown option $1" ;;
 esac
 args=("$@")
 
 install_args=()
-[ "$mode" != sriov ] || install_args=(--igb)
+case "$mode" in sriov|node) install_args=(--igb) ;; esac
 if [ "${BONDNET_VM_SKIP_INSTALL:-0}" != 1 ]; then
     "$HERE/install-deps.sh" "${install_args[@]}" || die "install-deps.sh failed: cannot get qemu or the guest kernel"
 fi
 QEMU=qemu-system-x86_64
 QEMU_DATA=()
-if [ "$mode" = sriov ]; then
+if [ "$mode" = sriov ] || [ "$mode" = node ]; then
     # The backports qemu, unpacked by install-deps.sh --igb, with its own firmware first.
     # -audio none: its default audio backend is a loadable module, and the host's modules
     # are qemu 7.2's, which it refuses (loudly).
@@ -92,7 +100,8 @@ copy_with_libs() {
         install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
     done
 }
-copy_with_libs "$BOND_BIN" /opt/cni/bin/bond
+# The node's agent installs bond itself (guest/node.sh checks that it did).
+[ "$mode" = node ] || copy_with_libs "$BOND_BIN" /opt/cni/bin/bond
 [ -z "$BENCH_BIN" ] || copy_with_libs "$BENCH_BIN" /usr/bin/bond-bench
 if [ "$mode" = sriov ]; then
     DISCOVER_BIN="${BONDNET_DISCOVER_BIN:-$ROOT/target/debug/bondnet-discover}"
@@ -127,6 +136,68 @@ if [ "$mode" = bench ] && [ -n "${BONDNET_UPSTREAM_BIN:-}" ]; then
         install -D -m 0644 "$ko" "$stage/lib/modules/bench/$(basename "$m")"
     done
 fi
+disk=""
+if [ "$mode" = node ]; then
+    node_cfg="${args[0]:-}"
+    [ -n "$node_cfg" ] && [ -d "$node_cfg" ] || die "--node needs a directory (node-name, ca.crt, kubelet.kubeconfig, apiserver-port, images/)"
+    for f in node-name ca.crt kubelet.kubeconfig apiserver-port; do
+        [ -s "$node_cfg/$f" ] || die "--node: no $node_cfg/$f"
+    done
+    args=()
+    node_bin="${BONDNET_NODE_BIN:-}"
+    [ -n "$node_bin" ] || node_bin="$("$ROOT/tests/node/build.sh")" || die "tests/node/build.sh failed (see target/node/build.log)"
+    # The modules the node loads, with everything they need, where modprobe looks for them.
+    kroot="$VM_DIR/kernel/root/lib/modules"
+    kver="$(ls "$kroot" | sort -V | tail -n1)"
+    # Debian's package ships no modules.dep (its postinst runs depmod): make it once.
+    if [ ! -s "$kroot/$kver/modules.dep" ]; then
+        command -v depmod >/dev/null || die "no depmod (install kmod)"
+        depmod -b "$VM_DIR/kernel/root" "$kver" || die "depmod failed for $kver"
+    fi
+    want="crc32c_generic virtio_pci virtio_blk virtio_net ext4 overlay br_netfilter nf_tables nft_compat nft_chain_nat nf_nat nf_conntrack xt_nat xt_tcpudp xt_conntrack xt_MASQUERADE dca i2c-algo-bit igb igbvf e1000 bridge veth"
+    closure() { # module names -> their .ko paths (relative to the module dir) and their dependencies'
+        local m path
+        for m in "$@"; do
+            m="$(echo "$m" | tr '_' '-')"
+            path="$(awk -F: -v m="$m" '{ n = $1; sub(/.*\//, "", n); sub(/\.ko.*/, "", n); gsub(/_/, "-", n); if (n == m) { print $0; exit } }' "$kroot/$kver/modules.dep")"
+            [ -n "$path" ] || die "the guest kernel has no module $m"
+            echo "$path" | tr -d ':' | tr ' ' '\n' | sed '/^$/d'
+        done | sort -u
+    }
+    kos="$(closure $want)" || die "cannot resolve the node's kernel modules"
+    for ko in $kos; do
+        install -D -m 0644 "$kroot/$kver/$ko" "$stage/lib/modules/$kver/$ko"
+    done
+    cp "$kroot/$kver/modules.dep" "$kroot/$kver/modules.order" "$kroot/$kver/modules.builtin" "$stage/lib/modules/$kver/" 2>/dev/null || true
+    # iptables (nf_tables backend) for the kubernetes Service's one DNAT rule.
+    xt="$(readlink -f "$(command -v iptables)")"
+    copy_with_libs "$xt" /usr/sbin/xtables-nft-multi
+    ln -sf xtables-nft-multi "$stage/usr/sbin/iptables"
+    # Its extensions (tcp, DNAT, MASQUERADE) where it looks for them: the real path of the
+    # libraries' directory (/lib is a link to /usr/lib on the host, not in the guest).
+    xtdir="$(readlink -f "$(dirname "$(ldd "$xt" | awk '/libxtables/ {print $3}')")/xtables")"
+    [ -d "$xtdir" ] && { mkdir -p "$stage$xtdir"; cp -a "$xtdir/." "$stage$xtdir/"; }
+    # bond's libraries: the agent installs bond itself, the node must be able to run it.
+    { ldd "$BOND_BIN" 2>/dev/null || true; } | awk '/=> \//{print $3}' | while read -r lib; do
+        install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
+    done
+    mkdir -p "$stage/bondnet/node"
+    cp "$node_cfg"/node-name "$node_cfg"/ca.crt "$node_cfg"/kubelet.kubeconfig "$stage/bondnet/node/"
+    [ ! -f "$node_cfg/numvfs" ] || cp "$node_cfg/numvfs" "$stage/bondnet/node/"
+    # The node's disk: containerd, runc, the kubelet, the CNI plugins and the images. Hard
+    # links, so staging costs nothing; mke2fs -d needs neither root nor a loop device.
+    dstage="$(mktemp -d "$VM_DIR/stage-disk.XXXXXX")"
+    disk="$VM_DIR/node-disk.$$.img"
+    trap 'rm -rf "$stage" "$initrd" "$initrd.overlay" "$dstage" "$disk"' EXIT
+    mkdir -p "$dstage/bin" "$dstage/cni" "$dstage/images"
+    for b in kubelet containerd containerd-shim-runc-v2 ctr runc; do cp -l "$node_bin/$b" "$dstage/bin/" 2>/dev/null || cp "$node_bin/$b" "$dstage/bin/"; done
+    for b in host-local static loopback bridge host-device; do cp -l "$node_bin/$b" "$dstage/cni/" 2>/dev/null || cp "$node_bin/$b" "$dstage/cni/"; done
+    for i in "$node_cfg"/images/*.tar; do [ -f "$i" ] && { cp -l "$i" "$dstage/images/" 2>/dev/null || cp "$i" "$dstage/images/"; }; done
+    mb=$(( $(du -sm "$dstage" | cut -f1) * 11 / 10 + 64 ))
+    mke2fs -q -t ext4 -d "$dstage" -F "$disk" "${mb}M" || die "mke2fs -d failed"
+    rm -rf "$dstage"
+    apiserver_port="$(cat "$node_cfg/apiserver-port")"
+fi
 mkdir -p "$stage/bondnet"
 cp "$HERE"/guest/*.sh "$stage/bondnet/"
 # Upstream bond-cni configs (the plugin's fixtures): one scenario runs each unchanged.
@@ -141,10 +212,12 @@ cat "$BASE" "$initrd.overlay" >"$initrd"
 
 timeout_s="${BONDNET_VM_TIMEOUT:-900}"
 smp="${BONDNET_VM_SMP:-2}"
-qemu=("$QEMU" "${QEMU_DATA[@]}" -accel tcg,thread=multi -smp "$smp" -m 1536 -nographic -no-reboot
+mem="${BONDNET_VM_MEM:-1536}"
+[ "$mode" != node ] || mem="${BONDNET_VM_MEM:-3072}"
+qemu=("$QEMU" "${QEMU_DATA[@]}" -accel tcg,thread=multi -smp "$smp" -m "$mem" -nographic -no-reboot
       -nic none -kernel "$KERNEL" -initrd "$initrd"
       -append "console=ttyS0 quiet loglevel=3 panic=-1 bondnet.mode=$mode")
-if [ "$mode" = sriov ]; then
+if [ "$mode" = sriov ] || [ "$mode" = node ]; then
     # Two 82576 PFs, each its own card on its own PCIe root port (SR-IOV needs PCIe), and an
     # e1000 as their peer, all on one QEMU hub: the hub repeats every frame to every port.
     qemu+=(-M q35)
@@ -154,6 +227,14 @@ if [ "$mode" = sriov ]; then
                -device "igb,bus=rp$k,netdev=pf$k,romfile=")
     done
     qemu+=(-netdev hubport,id=peer,hubid=0 -device e1000,netdev=peer,romfile=)
+fi
+if [ "$mode" = node ]; then
+    # The node's disk, and its one way out: restrict=on isolates the guest, and guestfwd
+    # sends each connection to 10.0.2.100:443 to the API server on the host's loopback.
+    busybox="$(command -v busybox)"
+    qemu+=(-drive "file=$disk,if=virtio,format=raw,readonly=on"
+           -netdev "user,id=mgmt,restrict=on,guestfwd=tcp:10.0.2.100:443-cmd:$busybox nc 127.0.0.1 $apiserver_port"
+           -device virtio-net-pci,netdev=mgmt,romfile=)
 fi
 log "booting $(basename "$KERNEL") ($mode, smp $smp, timeout ${timeout_s}s)"
 
