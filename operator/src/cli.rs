@@ -122,6 +122,18 @@ pub struct ControllerArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: String,
 
+    /// Seconds a leader Lease lasts without renewal before another replica may take it.
+    #[arg(long, env = "BONDNET_LEASE_DURATION_SECONDS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub lease_duration_seconds: u64,
+
+    /// Seconds the leader goes on without a successful renewal before it stops writing and
+    /// exits; must be shorter than the lease duration, which leaves the other replica's
+    /// takeover the difference as a margin.
+    #[arg(long, env = "BONDNET_LEASE_RENEW_DEADLINE_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_renew_deadline_seconds: u64,
+
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "BONDNET_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     pub metrics_address: std::net::SocketAddr,

@@ -119,6 +119,14 @@ pub enum Error {
     #[error("lost the leader lease {lease}")]
     LostLease { lease: String },
 
+    /// The leader Lease's timing cannot keep two leaders apart.
+    #[error("--lease-renew-deadline-seconds ({renew_deadline:?}) must be shorter than --lease-duration-seconds ({duration:?}) and longer than {floor:?} (a renewal period and a request's timeout); lower the deadline or raise the duration")]
+    LeaseTiming {
+        duration: std::time::Duration,
+        renew_deadline: std::time::Duration,
+        floor: std::time::Duration,
+    },
+
     /// A request on the leader Lease did not answer in time.
     #[error("the {step} of the leader lease {lease} did not answer within {after:?}")]
     LeaseTimeout {
@@ -187,6 +195,7 @@ impl Error {
             Self::LostLease { .. } => "LostLease",
             Self::LeaseTimeout { .. } => "LeaseTimeout",
             Self::ConfigMapTooLarge { .. } => "ConfigMapTooLarge",
+            Self::LeaseTiming { .. } => "LeaseTiming",
             Self::StoreClosed { .. } => "StoreClosed",
             Self::Runtime(_) => "Runtime",
             Self::RenderYaml { .. } => "RenderYaml",

@@ -87,7 +87,11 @@ async fn controller(args: ControllerArgs) -> bondnet::Result<()> {
             args.lease_namespace,
             args.lease_name,
             args.identity,
-        ),
+        )
+        .with_timing(
+            Duration::from_secs(args.lease_duration_seconds),
+            Duration::from_secs(args.lease_renew_deadline_seconds),
+        )?,
         metrics_address: args.metrics_address,
     };
     bondnet::controller::run(client, config).await

@@ -60,6 +60,28 @@ impl LeaseConfig {
             request_timeout: Duration::from_secs(2),
         }
     }
+
+    /// The same with another lease duration and renew deadline (`--lease-duration-seconds`,
+    /// `--lease-renew-deadline-seconds`). The deadline must be shorter than the duration, and
+    /// longer than a renewal period plus a request's timeout, or the leader could stop
+    /// between two renewals that both succeed.
+    pub fn with_timing(
+        mut self,
+        duration: Duration,
+        renew_deadline: Duration,
+    ) -> crate::Result<Self> {
+        let floor = self.renew_every + self.request_timeout;
+        if renew_deadline >= duration || renew_deadline <= floor {
+            return Err(crate::Error::LeaseTiming {
+                duration,
+                renew_deadline,
+                floor,
+            });
+        }
+        self.duration = duration;
+        self.renew_deadline = renew_deadline;
+        Ok(self)
+    }
 }
 
 /// What to do with the Lease as it is now.
@@ -271,6 +293,30 @@ pub async fn hold(client: &Client, config: &LeaseConfig, renewed: Instant) -> Er
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_lease_timing_keeps_the_deadline_between_a_renewal_and_the_duration() {
+        let base = || LeaseConfig::with_defaults("ns".into(), "lease".into(), "me".into());
+        let ok = base()
+            .with_timing(Duration::from_secs(40), Duration::from_secs(30))
+            .expect("a 30 s deadline in a 40 s lease");
+        assert_eq!(
+            (ok.duration, ok.renew_deadline),
+            (Duration::from_secs(40), Duration::from_secs(30))
+        );
+        for (duration, deadline) in [(15, 15), (15, 20), (15, 4), (15, 3)] {
+            let err = base()
+                .with_timing(Duration::from_secs(duration), Duration::from_secs(deadline))
+                .expect_err("refused");
+            let message = err.to_string();
+            assert!(
+                message.contains("--lease-renew-deadline-seconds")
+                    && message.contains("lower the deadline or raise the duration"),
+                "{message}"
+            );
+        }
+    }
+
     use super::*;
     use crate::mock;
     use http::{Method, StatusCode};
