@@ -375,6 +375,14 @@ fn fast_pools(p0: &str, p1: &str) -> String {
     )
 }
 
+/// [`two_nodes`] whose states already hold the pools [`held_pools`] describes.
+fn two_nodes_holding_their_pools() -> Vec<BondNodeState> {
+    two_nodes()
+        .into_iter()
+        .map(|n| written(n, &held_pools()))
+        .collect()
+}
+
 fn held_pools() -> Value {
     json!({"spec": {"devicePlugin": serde_json::from_str::<Value>(&fast_pools("ens1f0#0-3", "ens2f0#0-3")).expect("JSON")}})
 }
@@ -532,10 +540,7 @@ async fn unchanged_objects_cost_no_request_whether_or_not_the_stores_have_caught
 async fn an_update_deletes_the_nads_of_a_removed_slot() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let nodes: Vec<BondNodeState> = two_nodes()
-        .into_iter()
-        .map(|n| written(n, &held_pools()))
-        .collect();
+    let nodes = two_nodes_holding_their_pools();
     // The network once had three ports, so fast-p2 exists and must go; an unmanaged NAD
     // stays.
     let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
@@ -763,10 +768,7 @@ async fn a_failed_node_state_is_retried_then_holds_back_the_nads_and_status_that
 async fn a_write_that_gets_no_answer_times_out_naming_the_object() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let nodes: Vec<BondNodeState> = two_nodes()
-        .into_iter()
-        .map(|n| written(n, &held_pools()))
-        .collect();
+    let nodes = two_nodes_holding_their_pools();
     let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
     setup.writer.timeout = Duration::from_millis(200);
     let fixture = setup.build(client);
@@ -833,10 +835,7 @@ async fn a_node_state_whose_node_is_gone_is_not_planned_or_written() {
 async fn the_configmap_export_is_one_configmap_when_it_fits_and_old_shards_are_emptied() {
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let nodes: Vec<BondNodeState> = two_nodes()
-        .into_iter()
-        .map(|n| written(n, &held_pools()))
-        .collect();
+    let nodes = two_nodes_holding_their_pools();
     let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
     setup.export = true;
     let fixture = setup.build(client);
@@ -934,10 +933,7 @@ async fn a_burst_of_changes_is_planned_once_when_it_settles() {
     const CHANGES: u32 = 20;
     let (client, mut server) = mock::client();
     let net = fast(true);
-    let nodes: Vec<BondNodeState> = two_nodes()
-        .into_iter()
-        .map(|n| written(n, &held_pools()))
-        .collect();
+    let nodes = two_nodes_holding_their_pools();
     let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
     // Half a second of quiet ends a burst; the cap is out of reach.
     setup.timing = timing(Duration::from_millis(500), Duration::from_secs(3600));
@@ -1140,10 +1136,7 @@ async fn a_leader_that_cannot_renew_sends_no_write_once_its_renew_deadline_has_p
     // Kept so that the mock server stays up after the leader drops its clients.
     let _client = client.clone();
     let net = fast(true);
-    let nodes: Vec<BondNodeState> = two_nodes()
-        .into_iter()
-        .map(|n| written(n, &held_pools()))
-        .collect();
+    let nodes = two_nodes_holding_their_pools();
     let mut setup = Setup::new(std::slice::from_ref(&net), &nodes);
     // A write in flight waits for its answer well past the renew deadline.
     setup.writer.timeout = Duration::from_secs(60);
