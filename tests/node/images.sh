@@ -24,12 +24,7 @@ trap 'rm -rf "$work"' EXIT
 busybox=$(command -v busybox || echo /bin/busybox)
 file -L "$busybox" | grep -q 'statically linked' || { echo "images.sh: $busybox is not static (install busybox-static)" >&2; exit 2; }
 
-with_libs() { # root binary dest
-    install -D -m 0755 "$2" "$1$3"
-    { ldd "$2" 2>/dev/null || true; } | awk '/=> \//{print $3} /^\t\/lib/{print $1}' | while read -r lib; do
-        install -D -m 0755 "$(readlink -f "$lib")" "$1$lib"
-    done
-}
+. "$here/../vm/copy-with-libs.sh"
 
 mkdir -p "$work/pause/bin"
 cp "$busybox" "$work/pause/bin/busybox"
@@ -39,8 +34,8 @@ ln -s busybox "$work/pause/bin/sleep"
     '["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait; done"]'
 
 mkdir -p "$work/bondnet/tmp"
-with_libs "$work/bondnet" "$bondnet" /usr/local/bin/bondnet
-with_libs "$work/bondnet" "$bond" /usr/local/bin/bond
+copy_with_libs "$work/bondnet" "$bondnet" /usr/local/bin/bondnet
+copy_with_libs "$work/bondnet" "$bond" /usr/local/bin/bond
 # A debug build's debug info is most of its size; the node does not need it. (bond stays
 # byte for byte what was built: the agent installs it, and the tests compare the two.)
 strip --strip-debug "$work/bondnet/usr/local/bin/bondnet"

@@ -861,11 +861,7 @@ fn bondnet_bin() -> &'static PathBuf {
         if let Some(bin) = std::env::var_os("BONDNET_BIN") {
             return PathBuf::from(bin);
         }
-        // Where cargo puts it: CARGO_TARGET_DIR when set (relative to the workspace), else target/.
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|d| repo_root().join(d))
-            .unwrap_or_else(|| repo_root().join("target"));
-        let bin = target.join("debug/bondnet");
+        let bin = target_dir().join("debug/bondnet");
         let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
         let sources = newest_mtime(&repo_root().join("operator/src"));
         if built.is_none() || built < sources {
@@ -879,6 +875,14 @@ fn bondnet_bin() -> &'static PathBuf {
         }
         bin
     })
+}
+
+/// Where cargo puts what it builds: CARGO_TARGET_DIR when set (relative to the workspace),
+/// else target/.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| repo_root().join(d))
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {

@@ -46,7 +46,7 @@ fi
 # --- base initramfs ---------------------------------------------------------------------
 base="$VM_DIR/base-$kver.cpio.gz"
 stamp="$VM_DIR/base-$kver.stamp"
-want_stamp="$(cat "$HERE/build-image.sh" "$HERE/guest/base-init" | sha256sum | cut -d' ' -f1)"
+want_stamp="$(cat "$HERE/build-image.sh" "$HERE/copy-with-libs.sh" "$HERE/guest/base-init" | sha256sum | cut -d' ' -f1)"
 if [ -s "$base" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want_stamp" ]; then
     echo "KERNEL=$vmlinux"
     echo "BASE=$base"
@@ -77,17 +77,11 @@ for applet in $("$BUSYBOX" --list); do
 done
 
 # Copy a dynamically linked binary and every library ldd names, at the same paths.
-copy_with_libs() {
-    local bin="$1" dest="$2"
-    install -D -m 0755 "$bin" "$stage$dest"
-    { ldd "$bin" 2>/dev/null || true; } | awk '/=> \//{print $3} /^\t\/.*ld-linux/{print $1}' | while read -r lib; do
-        [ -e "$stage$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
-    done
-}
-copy_with_libs "$IP_BIN" /usr/sbin/ip
-copy_with_libs "$JQ_BIN" /usr/bin/jq
-copy_with_libs "$CNI_DIR/host-local" /opt/cni/bin/host-local
-copy_with_libs "$CNI_DIR/static" /opt/cni/bin/static
+. "$HERE/copy-with-libs.sh"
+copy_with_libs "$stage" "$IP_BIN" /usr/sbin/ip
+copy_with_libs "$stage" "$JQ_BIN" /usr/bin/jq
+copy_with_libs "$stage" "$CNI_DIR/host-local" /opt/cni/bin/host-local
+copy_with_libs "$stage" "$CNI_DIR/static" /opt/cni/bin/static
 # The Go plugins are often static; make sure the loader exists for the dynamic ones.
 [ -e "$stage/lib64/ld-linux-x86-64.so.2" ] || \
     install -D -m 0755 "$(readlink -f /lib64/ld-linux-x86-64.so.2)" "$stage/lib64/ld-linux-x86-64.so.2"

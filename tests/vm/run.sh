@@ -93,16 +93,10 @@ fi
 stage="$(mktemp -d "$VM_DIR/stage-overlay.XXXXXX")"
 initrd="$VM_DIR/initrd-run.$$.gz"
 trap 'rm -rf "$stage" "$initrd" "$initrd.overlay"' EXIT
-copy_with_libs() {
-    local bin="$1" dest="$2"
-    install -D -m 0755 "$bin" "$stage$dest"
-    { ldd "$bin" 2>/dev/null || true; } | awk '/=> \//{print $3}' | while read -r lib; do
-        install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
-    done
-}
+. "$HERE/copy-with-libs.sh"
 # The node's agent installs bond itself (guest/node.sh checks that it did).
-[ "$mode" = node ] || copy_with_libs "$BOND_BIN" /opt/cni/bin/bond
-[ -z "$BENCH_BIN" ] || copy_with_libs "$BENCH_BIN" /usr/bin/bond-bench
+[ "$mode" = node ] || copy_with_libs "$stage" "$BOND_BIN" /opt/cni/bin/bond
+[ -z "$BENCH_BIN" ] || copy_with_libs "$stage" "$BENCH_BIN" /usr/bin/bond-bench
 if [ "$mode" = sriov ]; then
     DISCOVER_BIN="${BONDNET_DISCOVER_BIN:-$ROOT/target/debug/bondnet-discover}"
     if [ ! -x "$DISCOVER_BIN" ]; then
@@ -111,7 +105,7 @@ if [ "$mode" = sriov ]; then
         (cd "$ROOT" && cargo build -p bondnet-operator --bin bondnet-discover) >&2 ||
             die "cargo build --bin bondnet-discover failed"
     fi
-    copy_with_libs "$DISCOVER_BIN" /usr/bin/bondnet-discover
+    copy_with_libs "$stage" "$DISCOVER_BIN" /usr/bin/bondnet-discover
     # A debug build carries its debug info: the guest does not need it.
     strip --strip-debug "$stage/usr/bin/bondnet-discover"
     # igb needs dca and i2c-algo-bit; igbvf drives the VFs; e1000 the peer. guest/sriov.sh
@@ -126,7 +120,7 @@ if [ "$mode" = sriov ]; then
 fi
 if [ "$mode" = bench ] && [ -n "${BONDNET_UPSTREAM_BIN:-}" ]; then
     [ -x "$BONDNET_UPSTREAM_BIN" ] || die "BONDNET_UPSTREAM_BIN=$BONDNET_UPSTREAM_BIN is not an executable"
-    copy_with_libs "$BONDNET_UPSTREAM_BIN" /opt/cni/bin/bond-upstream
+    copy_with_libs "$stage" "$BONDNET_UPSTREAM_BIN" /opt/cni/bin/bond-upstream
     # Upstream's netlink library opens route, xfrm and netfilter sockets for every handle,
     # so the guest needs the xfrm and nfnetlink modules (a node has them); guest/bench.sh
     # loads them.
@@ -171,16 +165,14 @@ if [ "$mode" = node ]; then
     cp "$kroot/$kver/modules.dep" "$kroot/$kver/modules.order" "$kroot/$kver/modules.builtin" "$stage/lib/modules/$kver/" 2>/dev/null || true
     # iptables (nf_tables backend) for the kubernetes Service's one DNAT rule.
     xt="$(readlink -f "$(command -v iptables)")"
-    copy_with_libs "$xt" /usr/sbin/xtables-nft-multi
+    copy_with_libs "$stage" "$xt" /usr/sbin/xtables-nft-multi
     ln -sf xtables-nft-multi "$stage/usr/sbin/iptables"
     # Its extensions (tcp, DNAT, MASQUERADE) where it looks for them: the real path of the
     # libraries' directory (/lib is a link to /usr/lib on the host, not in the guest).
     xtdir="$(readlink -f "$(dirname "$(ldd "$xt" | awk '/libxtables/ {print $3}')")/xtables")"
     [ -d "$xtdir" ] && { mkdir -p "$stage$xtdir"; cp -a "$xtdir/." "$stage$xtdir/"; }
     # bond's libraries: the agent installs bond itself, the node must be able to run it.
-    { ldd "$BOND_BIN" 2>/dev/null || true; } | awk '/=> \//{print $3}' | while read -r lib; do
-        install -D -m 0755 "$(readlink -f "$lib")" "$stage$lib"
-    done
+    copy_libs "$stage" "$BOND_BIN"
     mkdir -p "$stage/bondnet/node"
     cp "$node_cfg"/node-name "$node_cfg"/ca.crt "$node_cfg"/kubelet.kubeconfig "$stage/bondnet/node/"
     [ ! -f "$node_cfg/numvfs" ] || cp "$node_cfg/numvfs" "$stage/bondnet/node/"

@@ -34,10 +34,7 @@ const NUM_VFS: u64 = 4;
 
 /// The `bond` binary the image carries: the release build, as scripts/test.sh makes it.
 fn release_bond() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| repo_root().join(d))
-        .unwrap_or_else(|| repo_root().join("target"));
-    let bond = target.join("release/bond");
+    let bond = target_dir().join("release/bond");
     if !bond.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
@@ -68,6 +65,19 @@ fn sha256_prefix(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout)[..16].to_string()
 }
 
+/// Runs a script to its end, failing the test with its command line and stderr if it fails.
+fn run_bash(command: &mut Command) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// One SR-IOV node VM, joined to `server` as Node `name`; stopped on drop, its console kept
 /// in the control plane's directory (listed with the other logs when a test fails).
 struct NodeVm {
@@ -79,33 +89,22 @@ struct NodeVm {
 impl NodeVm {
     fn start(server: &Server, name: &str) -> NodeVm {
         // The kubelet's certificate and kubeconfig, the CA, the API server's port.
-        let out = Command::new("bash")
-            .arg(script("start.sh"))
-            .arg(&server.dir)
-            .args(["node", name])
-            .env("BONDNET_CONTROLPLANE_BIN", control_plane_bin())
-            .output()
-            .expect("run start.sh node");
-        assert!(
-            out.status.success(),
-            "start.sh node {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_bash(
+            Command::new("bash")
+                .arg(script("start.sh"))
+                .arg(&server.dir)
+                .args(["node", name])
+                .env("BONDNET_CONTROLPLANE_BIN", control_plane_bin()),
         );
         let dir = server.dir.join(format!("node-{name}"));
         std::fs::write(dir.join("numvfs"), NUM_VFS.to_string()).expect("write numvfs");
         // The images the node runs.
-        let images = repo_root().join("tests/node/images.sh");
-        let out = Command::new("bash")
-            .arg(images)
-            .arg(dir.join("images"))
-            .arg(bondnet_bin())
-            .arg(release_bond())
-            .output()
-            .expect("run tests/node/images.sh");
-        assert!(
-            out.status.success(),
-            "tests/node/images.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_bash(
+            Command::new("bash")
+                .arg(repo_root().join("tests/node/images.sh"))
+                .arg(dir.join("images"))
+                .arg(bondnet_bin())
+                .arg(release_bond()),
         );
         let console = server.dir.join(format!("node-{name}.log"));
         let log = std::fs::File::create(&console).expect("create the console log");
