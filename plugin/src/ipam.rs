@@ -19,6 +19,20 @@ use crate::net::{Net, Ns, Route};
 /// Runs the IPAM plugin for one verb; `Ok(None)` when the plugin printed nothing (DEL).
 pub trait Ipam {
     fn exec(&self, command: Command, conf: &NetConf, args: &Args) -> Result<Option<Value>>;
+
+    /// [`Ipam::exec`] with `beside` run on this thread while the plugin runs: CHECK reads
+    /// the bond back while the IPAM plugin checks its own state, so the call costs the
+    /// longer of the two, not their sum. Fakes run them one after the other.
+    fn exec_beside<T>(
+        &self,
+        command: Command,
+        conf: &NetConf,
+        args: &Args,
+        beside: impl FnOnce() -> T,
+    ) -> (Result<Option<Value>>, T) {
+        let t = beside();
+        (self.exec(command, conf, args), t)
+    }
 }
 
 /// The real delegate: a child process.
@@ -76,24 +90,43 @@ enum RunError {
     Timeout,
 }
 
+/// What a running delegate sends back from the threads that feed and drain it.
+enum Event {
+    Stdout(std::io::Result<Vec<u8>>),
+    Stderr(std::io::Result<Vec<u8>>),
+    Exited(std::io::Result<std::process::ExitStatus>),
+    StdinWritten(std::io::Result<()>),
+}
+
+/// A delegate started by [`spawn_with_deadline`]: [`Running::finish`] collects it.
+struct Running {
+    rx: std::sync::mpsc::Receiver<Event>,
+    pending: usize,
+    pgid: nix::unistd::Pid,
+    until: Instant,
+}
+
 /// Run `cmd` with `stdin`, and collect its exit status and output within `deadline`. The
 /// plugin runs in a process group of its own; past the deadline the whole group is killed
 /// (a shell script's children too, which would otherwise keep its stdout open).
 fn run_with_deadline(
-    mut cmd: Process,
+    cmd: Process,
     stdin: &[u8],
     deadline: Duration,
 ) -> std::result::Result<Finished, RunError> {
+    spawn_with_deadline(cmd, stdin, deadline)?.finish()
+}
+
+/// Start `cmd` (see [`run_with_deadline`]); the deadline counts from here.
+fn spawn_with_deadline(
+    mut cmd: Process,
+    stdin: &[u8],
+    deadline: Duration,
+) -> std::result::Result<Running, RunError> {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     use std::sync::mpsc;
 
-    enum Event {
-        Stdout(std::io::Result<Vec<u8>>),
-        Stderr(std::io::Result<Vec<u8>>),
-        Exited(std::io::Result<std::process::ExitStatus>),
-        StdinWritten(std::io::Result<()>),
-    }
     let until = Instant::now() + deadline;
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -144,53 +177,73 @@ fn run_with_deadline(
         });
     }
     drop(tx);
-    let (mut stdout, mut stderr, mut status) = (Vec::new(), Vec::new(), None);
-    let mut first_error = None;
-    let mut timed_out = false;
-    while pending > 0 {
-        let now = Instant::now();
-        let event = if timed_out {
-            // Killed: its pipes close and it is reaped at once, unless something outside
-            // its process group holds them; do not wait for that for long.
-            rx.recv_timeout(KILL_GRACE)
-        } else {
-            rx.recv_timeout(until.saturating_duration_since(now))
-        };
-        match event {
-            Ok(e) => {
-                pending -= 1;
-                match e {
-                    Event::Stdout(r) => r.map(|b| stdout = b),
-                    Event::Stderr(r) => r.map(|b| stderr = b),
-                    Event::Exited(r) => r.map(|s| status = Some(s)),
-                    Event::StdinWritten(r) => r,
-                }
-                .unwrap_or_else(|e| {
-                    first_error.get_or_insert(e);
-                });
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
-                timed_out = true;
-                // The group may be gone already (its leader exited and nothing else was
-                // left): ESRCH is fine.
-                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-            }
-            Err(_) => break,
-        }
-    }
-    if timed_out {
-        return Err(RunError::Timeout);
-    }
-    if let Some(e) = first_error {
-        return Err(RunError::Io(e));
-    }
-    let status = status
-        .ok_or_else(|| RunError::Io(std::io::Error::other("the plugin's exit status was lost")))?;
-    Ok(Finished {
-        status,
-        stdout,
-        stderr,
+    Ok(Running {
+        rx,
+        pending,
+        pgid,
+        until,
     })
+}
+
+impl Running {
+    /// Wait for the delegate's exit and output, killing its group at the deadline.
+    fn finish(self) -> std::result::Result<Finished, RunError> {
+        use std::sync::mpsc;
+        let Running {
+            rx,
+            mut pending,
+            pgid,
+            until,
+        } = self;
+        let (mut stdout, mut stderr, mut status) = (Vec::new(), Vec::new(), None);
+        let mut first_error = None;
+        let mut timed_out = false;
+        while pending > 0 {
+            let now = Instant::now();
+            let event = if timed_out {
+                // Killed: its pipes close and it is reaped at once, unless something outside
+                // its process group holds them; do not wait for that for long.
+                rx.recv_timeout(KILL_GRACE)
+            } else {
+                rx.recv_timeout(until.saturating_duration_since(now))
+            };
+            match event {
+                Ok(e) => {
+                    pending -= 1;
+                    match e {
+                        Event::Stdout(r) => r.map(|b| stdout = b),
+                        Event::Stderr(r) => r.map(|b| stderr = b),
+                        Event::Exited(r) => r.map(|s| status = Some(s)),
+                        Event::StdinWritten(r) => r,
+                    }
+                    .unwrap_or_else(|e| {
+                        first_error.get_or_insert(e);
+                    });
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
+                    timed_out = true;
+                    // The group may be gone already (its leader exited and nothing else was
+                    // left): ESRCH is fine.
+                    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+                }
+                Err(_) => break,
+            }
+        }
+        if timed_out {
+            return Err(RunError::Timeout);
+        }
+        if let Some(e) = first_error {
+            return Err(RunError::Io(e));
+        }
+        let status = status.ok_or_else(|| {
+            RunError::Io(std::io::Error::other("the plugin's exit status was lost"))
+        })?;
+        Ok(Finished {
+            status,
+            stdout,
+            stderr,
+        })
+    }
 }
 
 /// How long to wait, after killing a plugin past its deadline, for its pipes to close.
@@ -198,8 +251,21 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 
 impl Ipam for Delegate {
     fn exec(&self, command: Command, conf: &NetConf, args: &Args) -> Result<Option<Value>> {
+        self.exec_beside(command, conf, args, || ()).0
+    }
+
+    fn exec_beside<T>(
+        &self,
+        command: Command,
+        conf: &NetConf,
+        args: &Args,
+        beside: impl FnOnce() -> T,
+    ) -> (Result<Option<Value>>, T) {
         let plugin = conf.ipam_type().unwrap_or_default().to_string();
-        let bin = find_plugin(&plugin, &args.path)?;
+        let bin = match find_plugin(&plugin, &args.path) {
+            Ok(bin) => bin,
+            Err(e) => return (Err(e), beside()),
+        };
         let start = Instant::now();
         let mut cmd = Process::new(&bin);
         cmd.env("CNI_COMMAND", command.as_str())
@@ -208,7 +274,23 @@ impl Ipam for Delegate {
             .env("CNI_IFNAME", &args.ifname)
             .env("CNI_ARGS", &args.args)
             .env("CNI_PATH", args.path.join(":"));
-        let ran = run_with_deadline(cmd, &conf.raw, conf.ipam_timeout);
+        let running = spawn_with_deadline(cmd, &conf.raw, conf.ipam_timeout);
+        let t = beside();
+        let ran = running.and_then(Running::finish);
+        (self.outcome(plugin, command, conf, start, ran), t)
+    }
+}
+
+impl Delegate {
+    /// The delegate's answer, or the error that says what went wrong with it.
+    fn outcome(
+        &self,
+        plugin: String,
+        command: Command,
+        conf: &NetConf,
+        start: Instant,
+        ran: std::result::Result<Finished, RunError>,
+    ) -> Result<Option<Value>> {
         self.elapsed.set(self.elapsed.get() + start.elapsed());
         crate::trace::record(
             format!("ipam {plugin} {}", command.as_str()),
@@ -530,5 +612,45 @@ mod tests {
             )
             .expect_err("fails");
         assert!(e.to_string().contains("store busy (its code 11)"), "{e}");
+    }
+
+    #[test]
+    fn exec_beside_runs_the_work_while_the_plugin_runs() {
+        // A handshake, not a clock: the plugin says it started, then waits until the work
+        // beside it has run. Run one after the other, this would hang until the deadline.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display();
+        script(
+            dir.path(),
+            "waits",
+            &format!(
+                r#"cat >/dev/null; touch "{d}/started"
+i=0; while [ ! -e "{d}/beside-done" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+[ -e "{d}/beside-done" ] || exit 3
+echo '{{"cniVersion":"1.0.0"}}'"#
+            ),
+        );
+        let conf = conf_with("waits", Duration::from_secs(20));
+        let delegate = Delegate::default();
+        let (out, saw_started) =
+            delegate.exec_beside(Command::Check, &conf, &args_in(dir.path()), || {
+                let started = dir.path().join("started");
+                let seen = (0..1000).any(|_| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    started.exists()
+                });
+                std::fs::write(dir.path().join("beside-done"), "").expect("mark");
+                seen
+            });
+        assert!(saw_started, "the plugin was not running beside the work");
+        assert_eq!(
+            out.expect("the plugin answers").expect("a result")["cniVersion"],
+            "1.0.0"
+        );
+        // A missing plugin is its error, and the work still runs.
+        let conf = conf_with("absent", Duration::from_secs(1));
+        let (out, ran) = delegate.exec_beside(Command::Check, &conf, &args_in(dir.path()), || true);
+        assert!(ran);
+        assert!(matches!(out, Err(Error::IpamMissing { .. })), "{out:?}");
     }
 }

@@ -7,9 +7,10 @@
 #   pause:test    the pod sandbox: busybox-static's sh waiting for SIGTERM (the real pause is
 #                 a C program of the Kubernetes tree, not a Go package, so it is not built here)
 #   bondnet:test  what the Dockerfile's image holds, at the same paths: BONDNET as
-#                 /usr/local/bin/bondnet and BOND as /usr/local/bin/bond, with the glibc
-#                 libraries they link (the Dockerfile links them statically against musl;
-#                 this machine's toolchain has glibc), user 65532 as in the Dockerfile
+#                 /usr/local/bin/bondnet and BOND as /usr/local/bin/bond (static, from
+#                 scripts/build-bond.sh, as the Dockerfile builds it), with the glibc
+#                 libraries BONDNET links (the Dockerfile links it statically against musl
+#                 too; here it is the workspace's debug build), user 65532 as in the Dockerfile
 #
 # Prints the images' names and digests.
 set -euo pipefail

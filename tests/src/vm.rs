@@ -80,6 +80,39 @@ pub fn workspace_root() -> PathBuf {
     here.parent().unwrap_or(here).to_path_buf()
 }
 
+/// The `bond` binary as it ships: `BONDNET_BOND_BIN` when set, else what
+/// `scripts/build-bond.sh` builds (static, musl) and prints. Every tier that runs the plugin
+/// on a real kernel (the VM tier, the SR-IOV node's image, the benchmark) takes it from here.
+pub fn shipped_bond() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("BONDNET_BOND_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("BONDNET_BOND_BIN={} is not a file", p.display()))
+        };
+    }
+    let script = workspace_root().join("scripts").join("build-bond.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!("{} failed ({})", script.display(), out.status));
+    }
+    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} printed {}, which is not a file",
+            script.display(),
+            bin.display()
+        ))
+    }
+}
+
 /// `tests/vm/` in the workspace.
 pub fn vm_dir() -> PathBuf {
     workspace_root().join("tests").join("vm")

@@ -15,9 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-use bondnet_tests::vm::{
-    parse_report, verdict, vm_dir, workspace_root, SCENARIOS, SRIOV_SCENARIOS,
-};
+use bondnet_tests::vm::{parse_report, shipped_bond, verdict, vm_dir, SCENARIOS, SRIOV_SCENARIOS};
 
 /// One VM at a time: both tests build the same cached guest image, and two TCG guests on a
 /// small machine would each take twice as long.
@@ -25,49 +23,6 @@ static ONE_VM: Mutex<()> = Mutex::new(());
 
 /// The guest's own limit (run.sh kills qemu then); the test waits a little longer.
 const GUEST_TIMEOUT_S: u64 = 1200;
-
-/// The release `bond` binary: `BONDNET_BOND_BIN`, else `target/release/bond`, built
-/// with cargo when it is missing.
-fn bond_binary() -> Result<PathBuf, String> {
-    if let Ok(p) = std::env::var("BONDNET_BOND_BIN") {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("BONDNET_BOND_BIN={} is not a file", p.display()))
-        };
-    }
-    let root = workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("release").join("bond");
-    if !bin.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        eprintln!(
-            "vm tier: {} is missing: cargo build --release -p bondnet-plugin",
-            bin.display()
-        );
-        let st = Command::new(cargo)
-            .args(["build", "--release", "-p", "bondnet-plugin"])
-            .current_dir(&root)
-            .status()
-            .map_err(|e| format!("cannot run cargo: {e}"))?;
-        if !st.success() {
-            return Err(format!(
-                "cargo build --release -p bondnet-plugin failed: {st}"
-            ));
-        }
-    }
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(format!(
-            "no bond binary at {} after building it",
-            bin.display()
-        ))
-    }
-}
 
 /// Runs a script of tests/vm/ to completion, its output passed through.
 fn run_script(name: &str, args: &[&str]) -> Result<String, String> {
@@ -159,7 +114,7 @@ fn every_scenario_passes_on_a_kernel_with_bonding() {
         images.contains("KERNEL=") && images.contains("BASE="),
         "build-image.sh named no kernel or base image: {images}"
     );
-    let bond = bond_binary().unwrap_or_else(|e| panic!("no release bond binary: {e}"));
+    let bond = shipped_bond().unwrap_or_else(|e| panic!("no shipped bond binary: {e}"));
     let console = boot(&bond, "tier").unwrap_or_else(|e| panic!("real-kernel tier: {e}"));
     let report = parse_report(&console);
     let problems = verdict(SCENARIOS, &report);
@@ -188,7 +143,7 @@ fn igb_vfs_have_the_sysfs_shape_the_agent_reads() {
     }
     run_script("build-image.sh", &[])
         .unwrap_or_else(|e| panic!("SR-IOV node cannot build its guest image: {e}"));
-    let bond = bond_binary().unwrap_or_else(|e| panic!("no release bond binary: {e}"));
+    let bond = shipped_bond().unwrap_or_else(|e| panic!("no shipped bond binary: {e}"));
     let console = boot(&bond, "sriov").unwrap_or_else(|e| panic!("SR-IOV node: {e}"));
     let problems = verdict(SRIOV_SCENARIOS, &parse_report(&console));
     assert!(

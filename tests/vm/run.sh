@@ -17,9 +17,11 @@
 #                                also holds node-name, ca.crt, kubelet.kubeconfig, numvfs.
 #                                Runs until stopped (guest/node.sh)
 #
-# Env: BONDNET_BOND_BIN (default target/release/bond, built if missing),
+# Env: BONDNET_BOND_BIN (default: the static build scripts/build-bond.sh makes),
 #      BONDNET_UPSTREAM_BIN (--bench: the upstream plugin to compare with, shipped as
 #      /opt/cni/bin/bond-upstream; bench.sh sets it),
+#      BONDNET_BENCH_STARTS (--bench: binaries, space-separated, to compare by process start
+#      only, e.g. two builds of bond; their basenames must differ),
 #      BONDNET_VM_TIMEOUT (seconds, default 900), BONDNET_VM_SMP (default 2),
 #      BONDNET_VM_SKIP_INSTALL=1 (do not run install-deps.sh),
 #      BONDNET_VM_VERBOSE=1 (print every scenario's log, not only the failed ones),
@@ -76,10 +78,11 @@ cargo_release() {
     (cd "$ROOT" && cargo build --release "$@") >&2 || die "cargo build --release $* failed"
 }
 
-BOND_BIN="${BONDNET_BOND_BIN:-$ROOT/target/release/bond}"
-if [ ! -x "$BOND_BIN" ]; then
-    [ -z "${BONDNET_BOND_BIN:-}" ] || die "BONDNET_BOND_BIN=$BONDNET_BOND_BIN is not an executable"
-    cargo_release -p bondnet-plugin
+# bond as it ships (static): scripts/build-bond.sh builds it and prints its path.
+if [ -n "${BONDNET_BOND_BIN:-}" ]; then
+    BOND_BIN="$BONDNET_BOND_BIN"
+else
+    BOND_BIN="$("$ROOT/scripts/build-bond.sh")" || die "scripts/build-bond.sh failed"
 fi
 [ -x "$BOND_BIN" ] || die "no bond binary at $BOND_BIN"
 
@@ -97,6 +100,13 @@ trap 'rm -rf "$stage" "$initrd" "$initrd.overlay"' EXIT
 # The node's agent installs bond itself (guest/node.sh checks that it did).
 [ "$mode" = node ] || copy_with_libs "$stage" "$BOND_BIN" /opt/cni/bin/bond
 [ -z "$BENCH_BIN" ] || copy_with_libs "$stage" "$BENCH_BIN" /usr/bin/bond-bench
+# --bench with BONDNET_BENCH_STARTS: builds to compare by process start only (bond-bench --starts).
+if [ "$mode" = bench ] && [ -n "${BONDNET_BENCH_STARTS:-}" ]; then
+    for b in $BONDNET_BENCH_STARTS; do
+        [ -x "$b" ] || die "BONDNET_BENCH_STARTS: $b is not an executable"
+        copy_with_libs "$stage" "$b" "/opt/starts/$(basename "$b")"
+    done
+fi
 if [ "$mode" = sriov ]; then
     DISCOVER_BIN="${BONDNET_DISCOVER_BIN:-$ROOT/target/debug/bondnet-discover}"
     if [ ! -x "$DISCOVER_BIN" ]; then

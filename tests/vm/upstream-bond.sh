@@ -35,6 +35,9 @@ fi
 
 out="$CACHE/$VERSION/bond"
 if [ -x "$out" ]; then echo "$out"; exit 0; fi
+# A pseudo-version ends in its commit: a build of that commit's source is the same plugin.
+from_src="$CACHE/src-${VERSION##*-}/bond"
+if [ -x "$from_src" ]; then echo "$from_src"; exit 0; fi
 
 mkdir -p "$CACHE/$VERSION"
 log "go install $MODULE/bond@$VERSION"

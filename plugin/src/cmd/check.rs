@@ -17,6 +17,20 @@ pub fn check<N: Net, I: Ipam>(conf: &NetConf, args: &Args, net: &mut N, ipam: &I
         .ok_or_else(|| Error::config("prevResult", "missing; CHECK needs the result of ADD"))?;
     let prev = CniResult::from_value("prevResult", prev)?;
 
+    if conf.ipam.is_none() {
+        return check_bond(conf, args, net, &prev);
+    }
+    // The spec has CHECK run the IPAM plugin's CHECK too: it runs while the bond is read
+    // back (both only read). The bond's own problems are reported first.
+    let (ipam_checked, bond_checked) = ipam.exec_beside(Command::Check, conf, args, || {
+        check_bond(conf, args, net, &prev)
+    });
+    bond_checked?;
+    ipam_checked.map(|_| ())
+}
+
+/// The bond's part of CHECK: everything but the IPAM plugin's own CHECK.
+fn check_bond<N: Net>(conf: &NetConf, args: &Args, net: &mut N, prev: &CniResult) -> Result<()> {
     let mut problems = Vec::new();
     let bond = net
         .bond(Ns::Pod, &args.ifname)
@@ -95,9 +109,6 @@ pub fn check<N: Net, I: Ipam>(conf: &NetConf, args: &Args, net: &mut N, ipam: &I
         return Err(Error::Check {
             what: format!("{}: {}", args.ifname, problems.join("; ")),
         });
-    }
-    if conf.ipam.is_some() {
-        ipam.exec(Command::Check, conf, args)?;
     }
     Ok(())
 }

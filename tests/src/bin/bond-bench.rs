@@ -13,10 +13,14 @@
 //! - where `bond`'s time goes, step by step, from the trace it prints with
 //!   `BONDNET_TIMINGS=1` (exec and exit are the wall time less the plugin's own total).
 //!
-//! Without `--upstream` only `bond` is measured (the upstream columns say n/a).
+//! Without `--upstream` only `bond` is measured (the upstream columns say n/a). The floor
+//! of process start is the static busybox's `true` ([`START_FLOOR`]), timed the same way.
+//!
+//! `--starts PATH...` times only VERSION of each binary given (and the floor), interleaved:
+//! to compare builds of `bond` (static or not, profiles) on the same kernel.
 //!
 //! Usage (in the guest, as root):
-//! `bond-bench [--cycles N] [--bond PATH] [--upstream PATH] [--cni-path DIR]`.
+//! `bond-bench [--cycles N] [--bond PATH] [--upstream PATH] [--cni-path DIR] [--starts PATH...]`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -28,6 +32,8 @@ use bondnet_tests::timings::parse_plugin_timings;
 use serde_json::Value;
 
 const IP: &str = "/usr/sbin/ip";
+/// The least a process start can cost here: a static binary that does nothing.
+const START_FLOOR: &str = "/bin/busybox";
 const POD: &str = "benchpod";
 const SWITCH: &str = "benchsw";
 const WARMUP: usize = 3;
@@ -39,6 +45,8 @@ struct Opts {
     bond: String,
     upstream: Option<String>,
     cni_path: String,
+    /// `--starts`: only time VERSION of these binaries.
+    starts: Vec<String>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -47,6 +55,7 @@ fn parse_opts() -> Result<Opts, String> {
         bond: "/opt/cni/bin/bond".to_string(),
         upstream: None,
         cni_path: "/opt/cni/bin".to_string(),
+        starts: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -60,6 +69,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--bond" => o.bond = val("--bond")?,
             "--upstream" => o.upstream = Some(val("--upstream")?),
             "--cni-path" => o.cni_path = val("--cni-path")?,
+            "--starts" => o.starts.extend(args.by_ref()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -115,6 +125,58 @@ fn cni_call(bin: &str, command: &str, cni_path: &str, config: &str) -> Call {
             stderr: format!("cannot run {bin}: {e}"),
         },
     }
+}
+
+/// Wall time of the process start floor (the static busybox's `true`), in milliseconds.
+fn start_floor() -> Result<f64, String> {
+    let start = Instant::now();
+    let st = Command::new(START_FLOOR)
+        .arg("true")
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {START_FLOOR}: {e}"))?;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if st.success() {
+        Ok(ms)
+    } else {
+        Err(format!("{START_FLOOR} true failed: {st}"))
+    }
+}
+
+/// `--starts`: VERSION of each binary and the floor, interleaved, `cycles` each.
+fn starts(o: &Opts) -> Result<(), String> {
+    let mut ms: Vec<Vec<f64>> = vec![Vec::new(); o.starts.len() + 1];
+    for i in 0..(WARMUP + o.cycles) {
+        let n = ms.len();
+        for k in 0..n {
+            let j = (i + k) % n;
+            let t = if j == o.starts.len() {
+                start_floor()?
+            } else {
+                let v = cni_call(&o.starts[j], "VERSION", &o.cni_path, "");
+                if !v.ok {
+                    return Err(fail_call(&format!("{} VERSION", o.starts[j]), &v));
+                }
+                v.ms
+            };
+            if i >= WARMUP {
+                ms[j].push(t);
+            }
+        }
+    }
+    println!(
+        "BENCH starts: VERSION, {} cycles (+{WARMUP} warm-up), interleaved; ms median (p10-p90)",
+        o.cycles
+    );
+    let floor = format!("{START_FLOOR} true (the floor)");
+    for (j, v) in ms.iter().enumerate() {
+        let name = o.starts.get(j).unwrap_or(&floor);
+        println!("  {name:<48} {}", cell(Summary::of(v)));
+    }
+    Ok(())
 }
 
 /// Wall time of one `ip` process, in milliseconds.
@@ -277,8 +339,15 @@ impl Series {
     }
 }
 
-/// ADD, CHECK, DEL of one plugin; returns the three calls.
-fn cycle(o: &Opts, bin: &str, conf: &Value) -> Result<[Call; 3], String> {
+/// ADD, CHECK, DEL of one plugin; returns the three calls, and with `ipam_alone` the time
+/// of the IPAM plugin's own CHECK called directly between CHECK and DEL (what any plugin
+/// that delegates CHECK as the spec asks must spend).
+fn cycle(
+    o: &Opts,
+    bin: &str,
+    conf: &Value,
+    ipam_alone: Option<&mut Vec<f64>>,
+) -> Result<[Call; 3], String> {
     let text = conf.to_string();
     let add = cni_call(bin, "ADD", &o.cni_path, &text);
     if !add.ok {
@@ -291,6 +360,14 @@ fn cycle(o: &Opts, bin: &str, conf: &Value) -> Result<[Call; 3], String> {
     let check = cni_call(bin, "CHECK", &o.cni_path, &with_prev.to_string());
     if !check.ok {
         return Err(fail_call(&format!("{bin} CHECK"), &check));
+    }
+    if let (Some(times), Some(ipam)) = (ipam_alone, conf["ipam"]["type"].as_str()) {
+        let plugin = format!("{}/{ipam}", o.cni_path);
+        let alone = cni_call(&plugin, "CHECK", &o.cni_path, &with_prev.to_string());
+        if !alone.ok {
+            return Err(fail_call(&format!("{plugin} CHECK"), &alone));
+        }
+        times.push(alone.ms);
     }
     let del = cni_call(bin, "DEL", &o.cni_path, &text);
     if !del.ok {
@@ -317,6 +394,10 @@ fn bench(o: &Opts) -> Result<Series, String> {
                 s.push(name, "-", "VERSION", v.ms);
             }
         }
+        let floor = start_floor()?;
+        if i >= WARMUP {
+            s.push("floor", "-", "VERSION", floor);
+        }
     }
 
     for ipam in IPAMS {
@@ -324,9 +405,14 @@ fn bench(o: &Opts) -> Result<Series, String> {
         for i in 0..(WARMUP + o.cycles) {
             for k in 0..plugins.len() {
                 let (name, bin) = &plugins[(i + k) % plugins.len()];
-                let [add, check, del] = cycle(o, bin, &conf)?;
+                let mut alone = Vec::new();
+                let ipam_alone = (*name == "bond").then_some(&mut alone);
+                let [add, check, del] = cycle(o, bin, &conf, ipam_alone)?;
                 if i < WARMUP {
                     continue;
+                }
+                for ms in alone {
+                    s.push("ipam", ipam, "CHECK", ms);
                 }
                 s.push(name, ipam, "ADD", add.ms);
                 s.push(name, ipam, "CHECK", check.ms);
@@ -438,6 +524,23 @@ fn report(o: &Opts, s: &Series) {
             );
         }
     }
+    for ipam in IPAMS {
+        if let (Some(alone), Some(ours)) =
+            (s.get("ipam", ipam, "CHECK"), s.get("bond", ipam, "CHECK"))
+        {
+            println!(
+                "IPAM {ipam} CHECK alone (the plugin called directly, as bond's CHECK must): {}; bond's CHECK less it: {:.1} ms",
+                cell(Some(alone)),
+                ours.median - alone.median
+            );
+        }
+    }
+    if let Some(f) = s.get("floor", "-", "VERSION") {
+        println!(
+            "process start floor: a static binary that does nothing ({START_FLOOR} true): {}",
+            cell(Some(f))
+        );
+    }
     println!();
     println!("where bond's time goes (median ms per call, from its BONDNET_TIMINGS trace):");
     for ((ipam, command), order) in &s.step_order {
@@ -469,6 +572,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !o.starts.is_empty() {
+        return match starts(&o) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bond-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = setup() {
         eprintln!("bond-bench: setup: {e}");
         return ExitCode::FAILURE;

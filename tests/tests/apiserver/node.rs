@@ -32,29 +32,14 @@ const POD_RUNNING: Duration = Duration::from_secs(420);
 /// VFs the node's boot enables on each PF.
 const NUM_VFS: u64 = 4;
 
-/// The `bond` binary the image carries: the release build, as scripts/test.sh makes it.
+/// The `bond` binary the image carries: the one that ships (scripts/build-bond.sh), built
+/// once per test run.
 fn release_bond() -> PathBuf {
-    let bond = target_dir().join("release/bond");
-    if !bond.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "bondnet-plugin",
-                "--bin",
-                "bond",
-            ])
-            .current_dir(repo_root())
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build --release -p bondnet-plugin failed"
-        );
-    }
-    bond
+    static BOND: OnceLock<PathBuf> = OnceLock::new();
+    BOND.get_or_init(|| {
+        bondnet_tests::vm::shipped_bond().unwrap_or_else(|e| panic!("no shipped bond binary: {e}"))
+    })
+    .clone()
 }
 
 fn sha256_prefix(path: &Path) -> String {
