@@ -64,7 +64,7 @@ tier() {
 run "system packages (netns, VM tier)" tests/vm/install-deps.sh
 run "cargo fmt --check" cargo fmt --all -- --check
 run "cargo clippy (warnings are errors)" cargo clippy --workspace --all-targets --features bondnet-plugin/test_as_root -- -D warnings
-run "release build of the bond plugin (static, as it ships)" bash -c 'scripts/build-bond.sh >/dev/null'
+run "bond plugin, static as it ships" bash -c 'scripts/build-bond.sh >/dev/null'
 # Kubernetes, etcd and Helm from Go modules, cached by version after the first build.
 run "control plane build (Go modules)" tests/controlplane/build.sh
 # The SR-IOV node's kubelet, containerd, runc and CNI plugins, from Go modules, cached likewise

@@ -89,7 +89,7 @@ fi
 BENCH_BIN=""
 if [ "$mode" = bench ]; then
     cargo_release -p bondnet-tests --bin bond-bench
-    BENCH_BIN="$ROOT/target/release/bond-bench"
+    BENCH_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/bond-bench"
 fi
 
 # --- the per-run overlay: bond (+ libs), bond-bench, the guest scripts ------------------
