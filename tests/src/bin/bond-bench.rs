@@ -127,73 +127,64 @@ fn cni_call(bin: &str, command: &str, cni_path: &str, config: &str) -> Call {
     }
 }
 
-/// Wall time of the process start floor (the static busybox's `true`), in milliseconds.
-fn start_floor() -> Result<f64, String> {
-    let start = Instant::now();
-    let st = Command::new(START_FLOOR)
-        .arg("true")
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| format!("cannot run {START_FLOOR}: {e}"))?;
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
-    if st.success() {
-        Ok(ms)
-    } else {
-        Err(format!("{START_FLOOR} true failed: {st}"))
-    }
-}
-
-/// `--starts`: VERSION of each binary and the floor, interleaved, `cycles` each.
-fn starts(o: &Opts) -> Result<(), String> {
-    let mut ms: Vec<Vec<f64>> = vec![Vec::new(); o.starts.len() + 1];
+/// VERSION of each of `bins`, and the process start floor (the static busybox's `true`),
+/// interleaved cycle by cycle (which goes first rotates): `cycles` samples each, in ms, in
+/// the order of `bins` with the floor's last.
+fn starts_of(o: &Opts, bins: &[&str]) -> Result<Vec<Vec<f64>>, String> {
+    let n = bins.len() + 1;
+    let mut ms: Vec<Vec<f64>> = vec![Vec::new(); n];
     for i in 0..(WARMUP + o.cycles) {
-        let n = ms.len();
         for k in 0..n {
             let j = (i + k) % n;
-            let t = if j == o.starts.len() {
-                start_floor()?
-            } else {
-                let v = cni_call(&o.starts[j], "VERSION", &o.cni_path, "");
-                if !v.ok {
-                    return Err(fail_call(&format!("{} VERSION", o.starts[j]), &v));
+            let t = match bins.get(j) {
+                Some(bin) => {
+                    let v = cni_call(bin, "VERSION", &o.cni_path, "");
+                    if !v.ok {
+                        return Err(fail_call(&format!("{bin} VERSION"), &v));
+                    }
+                    v.ms
                 }
-                v.ms
+                None => timed(START_FLOOR, &["true"])?,
             };
             if i >= WARMUP {
                 ms[j].push(t);
             }
         }
     }
+    Ok(ms)
+}
+
+/// `--starts`: only the process start of each binary given, and the floor's.
+fn starts(o: &Opts) -> Result<(), String> {
+    let bins: Vec<&str> = o.starts.iter().map(String::as_str).collect();
+    let ms = starts_of(o, &bins)?;
     println!(
         "BENCH starts: VERSION, {} cycles (+{WARMUP} warm-up), interleaved; ms median (p10-p90)",
         o.cycles
     );
     let floor = format!("{START_FLOOR} true (the floor)");
     for (j, v) in ms.iter().enumerate() {
-        let name = o.starts.get(j).unwrap_or(&floor);
+        let name = bins.get(j).copied().unwrap_or(&floor);
         println!("  {name:<48} {}", cell(Summary::of(v)));
     }
     Ok(())
 }
 
-/// Wall time of one `ip` process, in milliseconds.
-fn timed_ip(args: &[&str]) -> Result<f64, String> {
+/// Wall time of one run of `bin` with `args` (stdout dropped), in milliseconds.
+fn timed(bin: &str, args: &[&str]) -> Result<f64, String> {
     let start = Instant::now();
-    let out = Command::new(IP)
+    let out = Command::new(bin)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| format!("cannot run {IP}: {e}"))?;
+        .map_err(|e| format!("cannot run {bin}: {e}"))?;
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     if out.status.success() {
         Ok(ms)
     } else {
         Err(format!(
-            "ip {} failed: {}",
+            "{bin} {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
@@ -339,15 +330,15 @@ impl Series {
     }
 }
 
-/// ADD, CHECK, DEL of one plugin; returns the three calls, and with `ipam_alone` the time
-/// of the IPAM plugin's own CHECK called directly between CHECK and DEL (what any plugin
-/// that delegates CHECK as the spec asks must spend).
+/// ADD, CHECK, DEL of one plugin; returns the three calls, and with `ipam_alone` (and an
+/// IPAM in `conf`) the time of the IPAM plugin's own CHECK called directly between CHECK and
+/// DEL (what any plugin that delegates CHECK as the spec asks must spend).
 fn cycle(
     o: &Opts,
     bin: &str,
     conf: &Value,
-    ipam_alone: Option<&mut Vec<f64>>,
-) -> Result<[Call; 3], String> {
+    ipam_alone: bool,
+) -> Result<([Call; 3], Option<f64>), String> {
     let text = conf.to_string();
     let add = cni_call(bin, "ADD", &o.cni_path, &text);
     if !add.ok {
@@ -361,19 +352,20 @@ fn cycle(
     if !check.ok {
         return Err(fail_call(&format!("{bin} CHECK"), &check));
     }
-    if let (Some(times), Some(ipam)) = (ipam_alone, conf["ipam"]["type"].as_str()) {
+    let mut alone = None;
+    if let (true, Some(ipam)) = (ipam_alone, conf["ipam"]["type"].as_str()) {
         let plugin = format!("{}/{ipam}", o.cni_path);
-        let alone = cni_call(&plugin, "CHECK", &o.cni_path, &with_prev.to_string());
-        if !alone.ok {
-            return Err(fail_call(&format!("{plugin} CHECK"), &alone));
+        let call = cni_call(&plugin, "CHECK", &o.cni_path, &with_prev.to_string());
+        if !call.ok {
+            return Err(fail_call(&format!("{plugin} CHECK"), &call));
         }
-        times.push(alone.ms);
+        alone = Some(call.ms);
     }
     let del = cni_call(bin, "DEL", &o.cni_path, &text);
     if !del.ok {
         return Err(fail_call(&format!("{bin} DEL"), &del));
     }
-    Ok([add, check, del])
+    Ok(([add, check, del], alone))
 }
 
 fn bench(o: &Opts) -> Result<Series, String> {
@@ -383,20 +375,11 @@ fn bench(o: &Opts) -> Result<Series, String> {
         plugins.push(("upstream", up.clone()));
     }
 
-    for i in 0..(WARMUP + o.cycles) {
-        for k in 0..plugins.len() {
-            let (name, bin) = &plugins[(i + k) % plugins.len()];
-            let v = cni_call(bin, "VERSION", &o.cni_path, "");
-            if !v.ok {
-                return Err(fail_call(&format!("{bin} VERSION"), &v));
-            }
-            if i >= WARMUP {
-                s.push(name, "-", "VERSION", v.ms);
-            }
-        }
-        let floor = start_floor()?;
-        if i >= WARMUP {
-            s.push("floor", "-", "VERSION", floor);
+    let bins: Vec<&str> = plugins.iter().map(|(_, bin)| bin.as_str()).collect();
+    let names = plugins.iter().map(|(name, _)| *name).chain(["floor"]);
+    for (name, samples) in names.zip(starts_of(o, &bins)?) {
+        for ms in samples {
+            s.push(name, "-", "VERSION", ms);
         }
     }
 
@@ -405,13 +388,11 @@ fn bench(o: &Opts) -> Result<Series, String> {
         for i in 0..(WARMUP + o.cycles) {
             for k in 0..plugins.len() {
                 let (name, bin) = &plugins[(i + k) % plugins.len()];
-                let mut alone = Vec::new();
-                let ipam_alone = (*name == "bond").then_some(&mut alone);
-                let [add, check, del] = cycle(o, bin, &conf, ipam_alone)?;
+                let ([add, check, del], alone) = cycle(o, bin, &conf, *name == "bond")?;
                 if i < WARMUP {
                     continue;
                 }
-                for ms in alone {
+                if let Some(ms) = alone {
                     s.push("ipam", ipam, "CHECK", ms);
                 }
                 s.push(name, ipam, "ADD", add.ms);
@@ -445,9 +426,9 @@ fn bench(o: &Opts) -> Result<Series, String> {
             del_file.to_string_lossy().into_owned(),
         );
         for i in 0..(WARMUP + o.cycles) {
-            let add = timed_ip(&["-n", POD, "-batch", &add_path])?;
-            let del = timed_ip(&["-n", POD, "-batch", &del_path])?;
-            let start = timed_ip(&["-V"])?;
+            let add = timed(IP, &["-n", POD, "-batch", &add_path])?;
+            let del = timed(IP, &["-n", POD, "-batch", &del_path])?;
+            let start = timed(IP, &["-V"])?;
             if i >= WARMUP {
                 let f = &mut s.floor;
                 f.entry((ipam.to_string(), "ADD")).or_default().push(add);
