@@ -126,6 +126,31 @@ impl NodeVm {
         }
     }
 
+    /// Polls `f` every second until it returns Ok; fails the test, with the console, when
+    /// the VM stops, the node says it failed, or `limit` passes (naming `what` and `f`'s
+    /// last answer).
+    async fn until<T>(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        mut f: impl AsyncFnMut(&Self) -> Result<T, String>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            let why = match f(self).await {
+                Ok(v) => return v,
+                Err(why) => why,
+            };
+            self.assert_alive();
+            assert!(
+                Instant::now() < deadline,
+                "not {what} within {limit:?}: {why}\n--- console ---\n{}",
+                self.console()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// The newest console line starting with `prefix`, waiting up to `limit` for one for which
     /// `accept` holds.
     async fn line(
@@ -134,24 +159,17 @@ impl NodeVm {
         limit: Duration,
         accept: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let found = BufReader::new(self.console().as_bytes())
+        let what = format!("a console line \"{prefix}...\" as expected");
+        self.until(limit, &what, async |vm: &Self| {
+            BufReader::new(vm.console().as_bytes())
                 .lines()
                 .map_while(Result::ok)
                 .filter(|l| l.starts_with(prefix))
-                .last();
-            if let Some(line) = found.filter(|l| accept(l)) {
-                return line;
-            }
-            self.assert_alive();
-            assert!(
-                Instant::now() < deadline,
-                "no console line \"{prefix}...\" as expected within {limit:?}\n--- console ---\n{}",
-                self.console()
-            );
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+                .last()
+                .filter(|l| accept(l))
+                .ok_or_else(|| "none yet".to_string())
+        })
+        .await
     }
 }
 
@@ -265,23 +283,11 @@ async fn a_real_sriov_node_joins_the_agent_installs_bond_publishes_its_real_pfs_
 
     // 1. The node registers and becomes Ready.
     let started = Instant::now();
-    let node = {
-        let deadline = Instant::now() + NODE_READY;
-        loop {
-            match node_ready(&client, "sriov-1").await {
-                Ok(node) => break node,
-                Err(why) => {
-                    vm.assert_alive();
-                    assert!(
-                        Instant::now() < deadline,
-                        "node sriov-1 not Ready within {NODE_READY:?}: {why}\n--- console ---\n{}",
-                        vm.console()
-                    );
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-        }
-    };
+    let node = vm
+        .until(NODE_READY, "node sriov-1 Ready", async |_: &NodeVm| {
+            node_ready(&client, "sriov-1").await
+        })
+        .await;
     eprintln!("node Ready after {:?}", started.elapsed());
     assert_eq!(
         node["status"]["nodeInfo"]["kubeletVersion"], "v1.37.2",
